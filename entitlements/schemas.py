@@ -1,0 +1,220 @@
+"""Request and response shapes of the entitlements API (validated at the edge)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
+
+from entitlements.models import ALL_STATUSES
+from reelgate.pagination import PageQuery
+
+
+class Strict(BaseModel):
+    """Request bodies: unknown fields are errors, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Query(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+def _normalized_email(value: str) -> str:
+    return value.strip().lower()
+
+
+Email = Annotated[EmailStr, AfterValidator(_normalized_email)]
+Password = Annotated[str, Field(min_length=8, max_length=256)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Role = Literal["admin", "viewer"]
+_GENRE_RE = re.compile(r"^(\*|[a-z0-9][a-z0-9-]{0,39})$")
+
+
+def _genre_list(values: list[str]) -> list[str]:
+    for value in values:
+        if not _GENRE_RE.match(value):
+            raise ValueError(f"{value!r} is not a genre (lowercase words with dashes, or '*')")
+    return sorted(set(values))
+
+
+GenreList = Annotated[list[str], Field(max_length=50), AfterValidator(_genre_list)]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+Status = Literal[ALL_STATUSES]  # type: ignore[valid-type]
+
+
+# Accounts
+
+
+class RegisterIn(Strict):
+    email: Email
+    password: Password
+    name: Name
+
+
+class LoginIn(Strict):
+    email: Annotated[str, Field(min_length=1, max_length=320)]
+    password: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class RefreshIn(Strict):
+    refresh_token: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class LogoutIn(Strict):
+    refresh_token: Annotated[str | None, Field(max_length=200)] = None
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+
+
+class UserOut(BaseModel):
+    id: uuid.UUID
+    email: str
+    name: str
+    role: Role
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    deleted_at: dt.datetime | None = None
+
+
+class UserCreateIn(Strict):
+    email: Email
+    password: Password
+    name: Name
+    role: Role = "viewer"
+
+
+class UserUpdateIn(Strict):
+    email: Email | None = None
+    name: Name | None = None
+    role: Role | None = None
+    password: Password | None = None
+
+
+class MeUpdateIn(Strict):
+    name: Name | None = None
+    password: Password | None = None
+    current_password: Annotated[str | None, Field(max_length=256)] = None
+
+
+# Plans
+
+
+class PlanIn(Strict):
+    name: Name
+    price_cents: Annotated[int, Field(ge=0, le=10_000_000)]
+    currency: Currency = "EUR"
+    max_streams: Annotated[int, Field(ge=1, le=100)]
+    max_height: Annotated[int, Field(ge=144, le=8640)]
+    genres: GenreList = Field(default_factory=list)
+
+
+class PlanPatch(Strict):
+    name: Name | None = None
+    price_cents: Annotated[int | None, Field(ge=0, le=10_000_000)] = None
+    currency: Currency | None = None
+    max_streams: Annotated[int | None, Field(ge=1, le=100)] = None
+    max_height: Annotated[int | None, Field(ge=144, le=8640)] = None
+    genres: GenreList | None = None
+
+
+class PlanOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    price_cents: int
+    currency: str
+    max_streams: int
+    max_height: int
+    genres: list[str]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    deleted_at: dt.datetime | None = None
+
+
+class PlanMoviesOut(BaseModel):
+    plan_id: uuid.UUID
+    movie_ids: list[uuid.UUID]
+
+
+# Subscriptions and billing
+
+
+class SubscriptionIn(Strict):
+    plan_id: uuid.UUID
+    user_id: uuid.UUID | None = None
+
+
+class SubscriptionPatch(Strict):
+    plan_id: uuid.UUID | None = None
+    status: Status | None = None
+    current_period_end: AwareDatetime | None = None
+
+
+class SubscriptionOut(BaseModel):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    plan_id: uuid.UUID
+    status: str
+    current_period_end: dt.datetime | None
+    canceled_at: dt.datetime | None = None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class BillingEventIn(Strict):
+    type: Literal["payment_succeeded", "payment_failed"]
+    subscription_id: uuid.UUID
+    amount_cents: Annotated[int, Field(ge=0, le=100_000_000)]
+    event_id: Annotated[str, Field(min_length=1, max_length=200)]
+    # When the provider saw the payment; orders events that arrive out of order.
+    occurred_at: AwareDatetime | None = None
+
+
+class BillingResult(BaseModel):
+    event_id: str
+    outcome: str
+    subscription: SubscriptionOut | None = None
+
+
+# Decisions
+
+
+Reason = Literal[
+    "ok", "no_subscription", "subscription_inactive", "not_in_plan", "movie_unavailable",
+    "user_disabled",
+]
+
+
+class Decision(BaseModel):
+    allowed: bool
+    reason: Reason
+    max_height: int | None = None
+
+
+class CheckQuery(Query):
+    user_id: uuid.UUID
+    movie_id: uuid.UUID
+
+
+class ListQuery(PageQuery):
+    with_deleted: bool = False
+
+
+class SubscriptionListQuery(PageQuery):
+    user_id: uuid.UUID | None = None
+    status: Status | None = None
+
+
+class MyMovie(BaseModel):
+    id: uuid.UUID
+    title: str
+    genres: list[str]
+    age_rating: str | None
