@@ -26,6 +26,9 @@ class Principal:
         return self.role == "admin"
 
 
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+
 def bearer_token(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -36,7 +39,7 @@ def bearer_token(request: web.Request) -> str | None:
 
 def current_principal(request: web.Request) -> Principal:
     """The caller, or a 401 with the RFC 6750 challenge."""
-    cached = request.get("principal")
+    cached = request.get(PRINCIPAL)
     if cached is not None:
         return cached
     token = bearer_token(request)
@@ -51,7 +54,7 @@ def current_principal(request: web.Request) -> Principal:
     if claims.role not in ("admin", "viewer"):
         raise unauthorized("The access token carries no usable role.")
     principal = Principal(user_id=claims.subject, role=claims.role)
-    request["principal"] = principal
+    request[PRINCIPAL] = principal
     return principal
 
 

@@ -33,6 +33,7 @@ ReadinessCheck = Callable[[], Awaitable[None]]
 SERVICE_KEY = web.AppKey("service_name", str)
 READINESS_KEY = web.AppKey("readiness_checks", list)
 MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
+REQUEST_ID = web.RequestKey("request_id", str)
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -75,7 +76,7 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     """Request id, problem+json for every error, metrics and one access-log line."""
     started = time.perf_counter()
     request_id = request_id_of(request)
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     try:
         response = await handler(request)
     except Problem as problem:
