@@ -199,3 +199,25 @@ class TokenSigner:
                 "exp": expires_at,
             }
         )
+
+
+async def load_verifier(
+    public_key_file: Path | None, private_key_file: Path, jwks_url: str, issuer: str
+) -> TokenVerifier:
+    """How a node that does not sign learns the public key, in order of preference:
+    an explicit public key file; the signing key file when this machine has it
+    (demo, `reelgate cluster`); else the entitlements node's JWKS."""
+    if public_key_file is not None:
+        return TokenVerifier([load_public_key(public_key_file)], issuer)
+    if private_key_file.exists():
+        return TokenVerifier([load_public_key(private_key_file)], issuer)
+    import aiohttp
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        async with http.get(jwks_url) as response:
+            response.raise_for_status()
+            document = await response.json()
+    keys = [public_key_from_jwk(jwk) for jwk in document.get("keys", [])]
+    if not keys:
+        raise RuntimeError(f"no usable keys at {jwks_url}")
+    return TokenVerifier(keys, issuer)

@@ -107,3 +107,30 @@ async def pay(api: Api, settings: Settings, subscription_id: str, kind: str = "p
                  "X-Reelgate-Signature": sign(settings.billing_secret, raw)},
     )
     return status, data
+
+
+@pytest.fixture
+async def publish_movie_on(redis_url: str, settings: Settings) -> AsyncIterator[MoviePublisher]:
+    """Like `publish_movie`, for tests that run the node as a real server."""
+    from reelgate.db import Database
+
+    client = redis_async.Redis.from_url(redis_url, decode_responses=True)
+    db = Database(settings.database_url_for("entitlements"))
+
+    class _Probe:
+        pass
+
+    probe = _Probe()
+    probe.db = db  # type: ignore[attr-defined]
+
+    async def publish(genres: list[str] | None = None) -> uuid.UUID:
+        movie_id = uuid.uuid4()
+        event = Event(type="movie.created", data={"id": str(movie_id), "title": "M",
+                      "genres": genres or ["drama"], "status": "ready"})
+        await client.xadd(STREAM, {"event": event.to_json()})
+        await wait_projected(probe, movie_id, "movie.created", "ready")
+        return movie_id
+
+    yield publish
+    await client.aclose()
+    await db.dispose()
