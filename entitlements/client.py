@@ -158,7 +158,7 @@ class EntitlementClient:
             decision = await self._from_redis(key)
             if decision is None:
                 decision = await self._from_origin(key)
-        except (KVError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (*KVError, aiohttp.ClientError, TimeoutError, OSError) as exc:
             return self._degraded(key, stale, exc)
         if epoch == self._epoch:
             self._remember(key, decision)
