@@ -8,6 +8,7 @@ import uuid
 from sqlalchemy import (
     JSON,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -146,4 +147,15 @@ class CatalogMovie(Base):
     status: Mapped[str] = mapped_column(String(16), default="draft")
     height: Mapped[int | None] = mapped_column(Integer, nullable=True)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PlaybackProgress(Base):
+    """Resume positions, written by playback heartbeats (the newest wins)."""
+
+    __tablename__ = "playback_progress"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    movie_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    position_s: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
