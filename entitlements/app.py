@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from entitlements import service
+from entitlements.playback import PlaybackPolicy
 from entitlements.resources import RESOURCES, Resources
 from entitlements.events import ProjectionListener
 from entitlements.routes import routes
@@ -19,6 +20,7 @@ from reelgate.db import Database
 from reelgate.events import StreamConsumer, redis_client
 from reelgate.http import READINESS_KEY, base_app
 from reelgate.kv import KeyValue, open_kv
+from reelgate.leases import open_leases
 from reelgate.migrate import ensure_migrated
 from reelgate.tokens import TokenSigner, load_or_create_private_key
 
@@ -38,6 +40,8 @@ def create_app(settings: Settings, *, kv: KeyValue | None = None) -> web.Applica
         signer=signer,
         passwords=passwords,
         issuer=service.TokenIssuer(signer, settings.access_token_ttl_s, settings.refresh_token_ttl_s),
+        leases=open_leases(settings.redis_url),
+        playback=PlaybackPolicy(settings.heartbeat_interval_s, settings.playback_token_ttl_s),
     )
     app.add_routes(routes)
     app.cleanup_ctx.append(_lifespan)
@@ -69,6 +73,7 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     if consumer is not None:
         await consumer.client.aclose()
     await resources.kv.close()
+    await resources.leases.close()
     await resources.db.dispose()
 
 

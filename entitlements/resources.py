@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from entitlements import cache, service
+from entitlements.playback import PlaybackPolicy
 from reelgate.config import Settings
 from reelgate.db import Database
 from reelgate.kv import KVError, KeyValue
+from reelgate.leases import LeaseStore
 from reelgate.tokens import TokenSigner
 
 log = logging.getLogger("reelgate.entitlements")
@@ -25,6 +27,8 @@ class Resources:
     signer: TokenSigner
     passwords: service.Passwords
     issuer: service.TokenIssuer
+    leases: LeaseStore
+    playback: PlaybackPolicy
     tasks: list[asyncio.Task] = field(default_factory=list)
 
     async def invalidate(self, **scope: object) -> None:

@@ -3,6 +3,7 @@ at the end of the file)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import logging
@@ -12,7 +13,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from entitlements import cache, schemas, service
+from entitlements import cache, playback, schemas, service
 from entitlements.models import Plan, Subscription, User
 from entitlements.resources import RESOURCES, Resources
 from reelgate import metrics
@@ -32,6 +33,7 @@ from reelgate.http import (
     read_raw_body,
 )
 from reelgate.kv import KVError
+from reelgate.leases import Lease
 from reelgate.pagination import Page, PageQuery
 from reelgate.problems import Problem, forbidden, unauthorized, validation_failed
 
@@ -262,6 +264,7 @@ async def delete_user(request: web.Request) -> web.Response:
         user = await service.get_user(session, user_id)
         await service.soft_delete_user(session, user)
     await res.invalidate(users=[user_id])
+    await end_user_sessions(res, user_id)
     return web.Response(status=204)
 
 
@@ -444,6 +447,7 @@ async def cancel_subscription(request: web.Request) -> web.Response:
         subscription = await _visible_subscription(request, session)
         subscription = await service.cancel_subscription(session, subscription)
     await res.invalidate(users=[subscription.user_id])
+    await end_user_sessions(res, subscription.user_id)
     return model_response(_subscription_out(subscription))
 
 
@@ -534,6 +538,127 @@ async def my_movies(request: web.Request) -> web.Response:
     return _page(movies, total, query, schemas.MyMovie)
 
 
+# ---------------------------------------------------------------- playback
+
+
+def _session_out(lease: Lease) -> schemas.SessionOut:
+    return schemas.SessionOut(
+        session_id=lease.session_id,
+        movie_id=lease.movie_id,
+        client_id=lease.client_id,
+        started_at=dt.datetime.fromtimestamp(lease.started_at, dt.UTC),
+        expires_at=dt.datetime.fromtimestamp(lease.expires_at, dt.UTC),
+    )
+
+
+async def start_playback(request: web.Request) -> web.Response:
+    principal, user = await _live_caller(request)
+    body = await parse_body(request, schemas.PlaybackIn)
+    res = _resources(request)
+    decision = await decide_cached(request, user.id, body.movie_id)
+    if not decision.allowed:
+        raise forbidden(
+            "Your subscription does not let you watch this movie now.",
+            code="not_entitled",
+            reason=decision.reason,
+        )
+    async with res.db.transaction() as session:
+        limit = await playback.plan_stream_limit(session, user.id)
+    acquired = await playback.start(
+        res.leases, res.playback, user.id, body.movie_id, body.client_id, limit
+    )
+    if acquired.lease is None:
+        raise Problem(
+            409,
+            "too_many_streams",
+            f"Your plan allows {limit} simultaneous stream(s); end one to start another.",
+            sessions=[_session_out(lease).model_dump(mode="json") for lease in acquired.live],
+        )
+    token, expires_at = playback.playback_token(res.signer, res.playback, acquired.lease)
+    out = schemas.PlaybackOut(
+        session_id=acquired.lease.session_id,
+        token=token,
+        stream_url=f"/stream/{body.movie_id}?token={token}",
+        expires_at=dt.datetime.fromtimestamp(expires_at, dt.UTC),
+        heartbeat_interval_s=res.playback.heartbeat_interval_s,
+        session_expires_at=dt.datetime.fromtimestamp(acquired.lease.expires_at, dt.UTC),
+        reused=acquired.reused,
+    )
+    return model_response(out, status=201)
+
+
+async def list_playback(request: web.Request) -> web.Response:
+    principal = current_principal(request)
+    leases = await _resources(request).leases.live(str(principal.user_id))
+    items = [_session_out(lease).model_dump(mode="json") for lease in leases]
+    return json_response({"items": items, "page": 1, "per_page": len(items), "total": len(items)})
+
+
+async def _owned_lease(request: web.Request) -> tuple[Principal, Lease]:
+    principal = current_principal(request)
+    session_id = str(parse_uuid(request.match_info["session_id"], "Playback session"))
+    lease = await _resources(request).leases.get(session_id)
+    if lease is None or (lease.user_id != str(principal.user_id) and not principal.is_admin):
+        raise Problem(404, "session_not_found", "This playback session has ended or never existed.")
+    return principal, lease
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    principal, lease = await _owned_lease(request)
+    body = await parse_body(request, schemas.HeartbeatIn)
+    res = _resources(request)
+    user_id, movie_id = uuid.UUID(lease.user_id), uuid.UUID(lease.movie_id)
+    decision = await decide_cached(request, user_id, movie_id)
+    if not decision.allowed:
+        await _end_sessions(res, [lease.session_id])
+        raise forbidden("The entitlement for this movie has ended.", code="not_entitled",
+                        reason=decision.reason)
+    renewed = await res.leases.renew(lease.session_id, res.playback.lease_ttl_s)
+    if renewed is None:
+        raise Problem(404, "session_not_found", "This playback session has ended or never existed.")
+    async with res.db.transaction() as session:
+        await playback.record_position(session, user_id, movie_id, body.position_s)
+    out = schemas.HeartbeatOut(
+        session_id=renewed.session_id,
+        position_s=body.position_s,
+        session_expires_at=dt.datetime.fromtimestamp(renewed.expires_at, dt.UTC),
+    )
+    return model_response(out)
+
+
+async def end_playback(request: web.Request) -> web.Response:
+    _, lease = await _owned_lease(request)
+    await _end_sessions(_resources(request), [lease.session_id])
+    return web.Response(status=204)
+
+
+async def _end_sessions(res: Resources, session_ids: list[str]) -> None:
+    for session_id in session_ids:
+        await res.leases.release(session_id)
+    if session_ids:
+        await res.invalidate(sessions=[uuid.UUID(sid) for sid in session_ids])
+
+
+async def end_user_sessions(res: Resources, user_id: uuid.UUID) -> None:
+    """Cancel or deletion: the user's sessions end with their entitlement."""
+    try:
+        ended = await playback.end_all(res.leases, user_id)
+    except KVError as exc:
+        log.error("could not end playback sessions of a user (%s)", exc)
+        return
+    if ended:
+        await res.invalidate(sessions=[uuid.UUID(sid) for sid in ended])
+
+
+async def my_progress(request: web.Request) -> web.Response:
+    principal, _ = await _live_caller(request)
+    query = parse_query(request, PageQuery)
+    async with _resources(request).db.transaction() as session:
+        rows = await playback.progress(session, principal.user_id)  # type: ignore[arg-type]
+    window = rows[query.offset : query.offset + query.per_page]
+    return _page(window, len(rows), query, schemas.ProgressOut)
+
+
 routes = [
     web.post("/api/auth/register", register),
     web.post("/api/auth/login", login),
@@ -566,4 +691,9 @@ routes = [
     web.get("/api/entitlements/check", check_entitlement),
     web.get("/internal/entitlements/check", check_entitlement),
     web.get("/api/me/movies", my_movies),
+    web.post("/api/playback", start_playback),
+    web.get("/api/playback", list_playback),
+    web.post("/api/playback/{session_id}/heartbeat", heartbeat),
+    web.delete("/api/playback/{session_id}", end_playback),
+    web.get("/api/me/progress", my_progress),
 ]

@@ -218,3 +218,47 @@ class MyMovie(BaseModel):
     title: str
     genres: list[str]
     age_rating: str | None
+
+
+# Playback
+
+
+class PlaybackIn(Strict):
+    movie_id: uuid.UUID
+    # Stable per player/device: a player that reconnects with the same id gets
+    # its own live session back instead of being counted twice.
+    client_id: Annotated[str, Field(max_length=100, pattern=r"^[A-Za-z0-9._:-]*$")] = ""
+
+
+class HeartbeatIn(Strict):
+    position_s: Annotated[float, Field(ge=0, le=1_000_000)]
+
+
+class SessionOut(BaseModel):
+    session_id: str
+    movie_id: str
+    client_id: str
+    started_at: dt.datetime
+    expires_at: dt.datetime
+
+
+class PlaybackOut(BaseModel):
+    session_id: str
+    token: str
+    stream_url: str
+    expires_at: dt.datetime
+    heartbeat_interval_s: int
+    session_expires_at: dt.datetime
+    reused: bool
+
+
+class HeartbeatOut(BaseModel):
+    session_id: str
+    position_s: float
+    session_expires_at: dt.datetime
+
+
+class ProgressOut(BaseModel):
+    movie_id: uuid.UUID
+    position_s: float
+    updated_at: dt.datetime

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = 900
     refresh_token_ttl_s: int = 30 * 24 * 3600
     playback_token_ttl_s: int = 6 * 3600
+    heartbeat_interval_s: int = 30
 
     login_max_per_account: int = 5
     login_max_per_address: int = 30
