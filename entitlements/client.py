@@ -29,6 +29,7 @@ from entitlements.schemas import Decision
 from reelgate import metrics
 from reelgate.auth import SERVICE_KEY_HEADER
 from reelgate.kv import KVError, KeyValue
+from reelgate.singleflight import SingleFlight
 
 log = logging.getLogger("reelgate.entitlements.client")
 
@@ -72,7 +73,7 @@ class EntitlementClient:
         self._http = http
         self._owns_http = http is None
         self._local: dict[Key, _Entry] = {}
-        self._inflight: dict[Key, asyncio.Future[Decision]] = {}
+        self._flights: SingleFlight[Decision] = SingleFlight()
         # Bumped by every invalidation: an answer fetched before a bump is not
         # stored locally, so a message racing a fetch cannot be undone by it.
         self._epoch = 0
@@ -135,22 +136,7 @@ class EntitlementClient:
             metrics.CACHE_LOOKUPS.labels(self.service, "entitlement", "local", "hit").inc()
             return entry.decision
         metrics.CACHE_LOOKUPS.labels(self.service, "entitlement", "local", "miss").inc()
-        inflight = self._inflight.get(key)
-        if inflight is not None:
-            return await asyncio.shield(inflight)
-        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            decision = await self._resolve(key, stale=entry)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # followers may be none; mark it retrieved
-            raise
-        else:
-            future.set_result(decision)
-            return decision
-        finally:
-            del self._inflight[key]
+        return await self._flights.run(key, lambda: self._resolve(key, stale=entry))
 
     async def _resolve(self, key: Key, stale: _Entry | None) -> Decision:
         epoch = self._epoch
