@@ -64,6 +64,11 @@ class Event:
 
 
 def redis_client(url: str) -> redis_async.Redis:
+    """A client for the event stream; `memory://` is the demo's in-process stream."""
+    if url == "memory://":
+        from reelgate.memory_streams import shared_streams
+
+        return shared_streams()  # type: ignore[return-value]
     return redis_async.Redis.from_url(
         url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2
     )

@@ -168,9 +168,16 @@ class MemoryKV:
         return None
 
 
+_SHARED_MEMORY_KV: MemoryKV | None = None
+
+
 def open_kv(url: str) -> KeyValue:
+    """`memory://` (or nothing) is one in-process store shared by the whole process."""
+    global _SHARED_MEMORY_KV
     if not url or url == "memory://":
-        return MemoryKV()
+        if _SHARED_MEMORY_KV is None:
+            _SHARED_MEMORY_KV = MemoryKV()
+        return _SHARED_MEMORY_KV
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisKV(url)
     raise ValueError(f"unsupported REELGATE_REDIS_URL {url!r}: use redis://host:port/db")

@@ -225,9 +225,12 @@ class MemoryLeaseStore:
         return None
 
 
+_SHARED_MEMORY_LEASES = MemoryLeaseStore()
+
+
 def open_leases(redis_url: str) -> LeaseStore:
     if not redis_url or redis_url == "memory://":
-        return MemoryLeaseStore()
+        return _SHARED_MEMORY_LEASES  # one process (the demo) shares one store
     return RedisLeaseStore(
         redis_async.Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
     )
