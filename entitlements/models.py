@@ -159,3 +159,15 @@ class PlaybackProgress(Base):
     movie_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     position_s: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MovieNotification(Base):
+    """One "new movie" e-mail per user and movie. The row is the claim: it is
+    inserted before the mail is sent and commits only once the mail was
+    accepted, so a redelivered event never mails a user twice."""
+
+    __tablename__ = "movie_notifications"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    movie_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("catalog_movies.id"), primary_key=True)
+    sent_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

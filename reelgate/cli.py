@@ -8,6 +8,7 @@ import getpass
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -37,6 +38,67 @@ def cmd_entitlements(args: argparse.Namespace, settings: Settings) -> int:
     from entitlements.app import create_app
 
     return _serve(create_app, 8002)(args, settings)
+
+
+def cmd_media(args: argparse.Namespace, settings: Settings) -> int:
+    from server.app import create_app
+
+    return _serve(create_app, 8101)(args, settings)
+
+
+def cmd_catalog(args: argparse.Namespace, settings: Settings) -> int:
+    from catalog.app import create_app
+
+    return _serve(create_app, 8001)(args, settings)
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from catalog.media import Unplayable, ingest_file
+    from catalog.schemas import MovieIn
+
+    try:
+        movie_in = MovieIn(
+            title=args.title,
+            description=args.description,
+            release_year=args.year,
+            genres=args.genre or [],
+            age_rating=args.age_rating,
+        )
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            print(f"reelgate: {'.'.join(map(str, error['loc']))}: {error['msg']}", file=sys.stderr)
+        return 2
+    if not args.file.is_file():
+        print(f"reelgate: {args.file} is not a file", file=sys.stderr)
+        return 2
+    try:
+        movie = asyncio.run(ingest_file(settings, args.file, movie_in))
+    except NotMigrated as exc:
+        print(f"reelgate: {exc}", file=sys.stderr)
+        return 2
+    except Unplayable as exc:
+        print(f"reelgate: {args.file} is not a playable video: {exc}", file=sys.stderr)
+        return 1
+    media = movie.media
+    assert media is not None
+    print(
+        f"{movie.id} {movie.title!r} ready: {media.width}x{media.height} {media.video_codec}, "
+        f"{media.duration_s}s, {media.size_bytes} bytes"
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from entitlements.worker import DEFAULT_PORT, WorkerConfigError, create_worker
+
+    try:
+        worker = create_worker(settings)
+    except WorkerConfigError as exc:
+        print(f"reelgate: {exc}", file=sys.stderr)
+        return 2
+    return _serve(lambda _settings: worker.create_app(), DEFAULT_PORT)(args, settings)
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -97,6 +159,34 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--host", default=None)
     node.add_argument("--port", type=int, default=None)
     node.set_defaults(run=cmd_entitlements)
+
+    media = commands.add_parser("media", help="run a media node (GET/HEAD /stream; port 8101)")
+    media.add_argument("--host", default=None)
+    media.add_argument("--port", type=int, default=None)
+    media.set_defaults(run=cmd_media)
+
+    catalog = commands.add_parser("catalog", help="run the catalog node (port 8001)")
+    catalog.add_argument("--host", default=None)
+    catalog.add_argument("--port", type=int, default=None)
+    catalog.set_defaults(run=cmd_catalog)
+
+    ingest = commands.add_parser(
+        "ingest", help="create a movie from a video file on disk (probe, poster, event)"
+    )
+    ingest.add_argument("file", type=Path, metavar="FILE")
+    ingest.add_argument("--title", required=True)
+    ingest.add_argument("--description", default="")
+    ingest.add_argument("--genre", action="append", help="repeat for several genres")
+    ingest.add_argument("--year", type=int, default=None)
+    ingest.add_argument("--age-rating", default=None)
+    ingest.set_defaults(run=cmd_ingest)
+
+    worker = commands.add_parser(
+        "worker", help="run the event listeners: plan joins, new-movie e-mail (metrics on 8009)"
+    )
+    worker.add_argument("--host", default=None)
+    worker.add_argument("--port", type=int, default=None, help="metrics port (default 8009)")
+    worker.set_defaults(run=cmd_worker)
 
     migrate = commands.add_parser("migrate", help="apply database migrations of every service")
     migrate.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {SERVICES}; default: all")

@@ -27,8 +27,12 @@ class Settings(BaseSettings):
     entitlements_database_url: str = ""
     redis_url: str = Field("", description="redis://host:port/db; empty = in-process (demo)")
     storage_url: str = ""
+    s3_endpoint_url: str = Field("", description="S3-compatible endpoint for s3:// storage")
     smtp_url: str = ""
     mail_from: str = "Reelgate <noreply@reelgate.local>"
+    public_url: str = Field(
+        "http://127.0.0.1:8080", description="Where users reach the web player (links in e-mails)"
+    )
 
     admin_email: str = ""
     admin_password: str = ""
@@ -49,7 +53,7 @@ class Settings(BaseSettings):
     login_window_s: int = 60
 
     entitlement_cache_ttl_s: int = 60
-    entitlement_local_ttl_s: float = 2.0
+    entitlement_local_ttl_s: float = 1.0
     entitlement_stale_grace_s: float = 30.0
     entitlements_url: str = "http://127.0.0.1:8002"
     catalog_url: str = "http://127.0.0.1:8001"
@@ -62,9 +66,18 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 20 * 1024**3
     trust_forwarded_for: bool = False
 
+    media_sendfile: bool = True
+
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "INFO"
+
+    # Catalog: media ingest tools and the outbox relay.
+    ffmpeg_path: str = "ffmpeg"
+    ffprobe_path: str = "ffprobe"
+    media_tool_timeout_s: float = 120.0
+    poster_width: int = 640
+    outbox_poll_interval_s: float = 0.5
 
     @field_validator("database_url", "catalog_database_url", "entitlements_database_url")
     @classmethod

@@ -165,8 +165,8 @@ class StreamConsumer:
                 STREAM, self.group, self.consumer, min_idle_time=idle_ms, message_ids=[item["message_id"]]
             )
             for entry_id, fields in claimed:
-                if fields is None:  # trimmed from the stream meanwhile
-                    await self.client.xack(STREAM, self.group, entry_id)
+                if fields is None:  # trimmed from the stream meanwhile (entry_id is None too)
+                    await self.client.xack(STREAM, self.group, item["message_id"])
                     continue
                 await self._deliver(entry_id, fields, deliveries=deliveries + 1)
                 handled += 1
@@ -178,6 +178,13 @@ class StreamConsumer:
             event = Event.from_json(raw)
         except (ValueError, KeyError, TypeError):
             await self._dead_letter(entry_id, raw, "unparseable envelope", "invalid")
+            return
+        if deliveries > self.max_attempts:
+            # Delivered that often without ever failing cleanly: the handler
+            # took its consumer down each time (a crash, a kill). Do not feed
+            # it to the next consumer.
+            reason = f"gave up after {deliveries - 1} deliveries"
+            await self._dead_letter(entry_id, raw, reason, event.type)
             return
         try:
             await self.handler(event)
@@ -196,10 +203,13 @@ class StreamConsumer:
 
     async def _dead_letter(self, entry_id: str, raw: str, reason: str, event_type: str) -> None:
         log.error("parking %s from %s on the dead-letter stream: %s", entry_id, self.group, reason)
-        await self.client.xadd(
-            DEAD_LETTER_STREAM,
-            {"event": raw, "group": self.group, "entry_id": entry_id, "reason": reason[:500]},
-            maxlen=100_000,
-        )
-        await self.client.xack(STREAM, self.group, entry_id)
+        # One transaction: a crash in between must neither lose the entry nor park it twice.
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.xadd(
+                DEAD_LETTER_STREAM,
+                {"event": raw, "group": self.group, "entry_id": entry_id, "reason": reason[:500]},
+                maxlen=100_000,
+            )
+            pipe.xack(STREAM, self.group, entry_id)
+            await pipe.execute()
         metrics.EVENTS_HANDLED.labels(self.service, self.group, event_type, "dead_letter").inc()

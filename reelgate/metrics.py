@@ -46,3 +46,15 @@ LOGIN_ATTEMPTS = Counter(
 ACTIVE_STREAMS = Gauge(
     "reelgate_active_streams", "Responses currently streaming a body", ["service"]
 )
+BYTES_SERVED = Counter("reelgate_stream_bytes_total", "Body bytes sent by /stream", ["service"])
+RANGE_BYTES = Histogram(
+    "reelgate_stream_range_bytes",
+    "Size of 206 responses",
+    buckets=(1024, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864, 268435456),
+)
+TIME_TO_FIRST_BYTE = Histogram(
+    "reelgate_stream_time_to_first_byte_seconds",
+    "From request arrival to the status line being sent",
+    ["service", "status"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
