@@ -101,6 +101,21 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return _serve(lambda _settings: worker.create_app(), DEFAULT_PORT)(args, settings)
 
 
+def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
+    from reelgate.cluster import Cluster, Ports, run_foreground
+
+    ports = Ports(
+        balancer=args.port or settings.port,
+        catalog=args.catalog_port,
+        entitlements=args.entitlements_port,
+        media_base=args.media_base_port,
+        worker=args.worker_port,
+        status=args.status_port,
+    )
+    cluster = Cluster(settings, media_nodes=args.media_nodes, ports=ports, balance=args.balance)
+    return asyncio.run(run_foreground(cluster))
+
+
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from reelgate.db import make_engine
     from reelgate.migrate import upgrade
@@ -187,6 +202,19 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--host", default=None)
     worker.add_argument("--port", type=int, default=None, help="metrics port (default 8009)")
     worker.set_defaults(run=cmd_worker)
+
+    cluster = commands.add_parser(
+        "cluster", help="run every node as a process with nginx in front (needs PostgreSQL, Redis)"
+    )
+    cluster.add_argument("--media-nodes", type=int, default=3)
+    cluster.add_argument("--port", type=int, default=None, help="balancer port (REELGATE_PORT)")
+    cluster.add_argument("--catalog-port", type=int, default=8001)
+    cluster.add_argument("--entitlements-port", type=int, default=8002)
+    cluster.add_argument("--media-base-port", type=int, default=8101)
+    cluster.add_argument("--worker-port", type=int, default=8009)
+    cluster.add_argument("--status-port", type=int, default=8089, help="nginx status, loopback")
+    cluster.add_argument("--balance", choices=["least_conn", "hash"], default="least_conn")
+    cluster.set_defaults(run=cmd_cluster)
 
     migrate = commands.add_parser("migrate", help="apply database migrations of every service")
     migrate.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {SERVICES}; default: all")
