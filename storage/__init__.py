@@ -1,7 +1,7 @@
 """Object storage for media files: the port (`Storage`) and its backends.
 
-Use `open_storage(settings.storage_url)` rather than a backend class, so the
-backend is a deployment choice.
+Use `open_storage(settings.storage_url, endpoint_url=settings.s3_endpoint_url)`
+rather than a backend class, so the backend is a deployment choice.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from storage.base import (
 )
 from storage.keys import is_valid_key, make_key, parse_key
 from storage.local import LocalStorage
+from storage.s3 import S3Storage
 
 __all__ = [
     "DigestMismatch",
@@ -29,6 +30,7 @@ __all__ = [
     "LocalStorage",
     "ObjectInfo",
     "ObjectNotFound",
+    "S3Storage",
     "Storage",
     "StorageError",
     "StoredObject",
@@ -40,13 +42,18 @@ __all__ = [
 ]
 
 
-def open_storage(url: str) -> Storage:
-    """Open the backend named by `url`.
+def open_storage(url: str, *, endpoint_url: str | None = None) -> Storage:
+    """Open the backend named by `url` (synchronous: nothing is connected yet).
 
     Accepted: `file:///absolute/path` (or `file://localhost/...`; percent escapes
     are decoded) and a plain filesystem path, relative ones taken from the current
-    directory. Anything else raises ValueError. The directory is created if missing.
+    directory: the directory is created if missing. `s3://bucket/prefix`: an
+    `S3Storage`; `endpoint_url` (empty = unset) overrides the S3 endpoint, else
+    REELGATE_S3_ENDPOINT_URL, AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL apply (region
+    and credentials: the usual AWS variables). Anything else raises ValueError.
     """
+    if "://" in url and urlsplit(url.strip()).scheme.lower() == "s3":
+        return S3Storage.from_url(url.strip(), endpoint_url=endpoint_url or None)
     return LocalStorage(_local_root(url))
 
 
@@ -59,10 +66,9 @@ def _local_root(url: str) -> Path:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme != "file":
-        hint = " (s3:// storage is not available yet)" if scheme == "s3" else ""
         raise ValueError(
-            f"unsupported storage URL scheme {scheme!r} in {url!r}{hint}; "
-            "use file:///absolute/path or a directory path"
+            f"unsupported storage URL scheme {scheme!r} in {url!r}; "
+            "use file:///absolute/path, a directory path or s3://bucket/prefix"
         )
     if parts.netloc not in ("", "localhost"):
         raise ValueError(f"file:// storage URL must be local, got host {parts.netloc!r} in {url!r}")
