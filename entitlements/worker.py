@@ -33,7 +33,7 @@ from reelgate.config import Settings
 from reelgate.db import Database
 from reelgate.events import StreamConsumer, redis_client
 from reelgate.http import READINESS_KEY, base_app
-from reelgate.kv import KVError, KeyValue, RedisKV
+from reelgate.kv import KVError, KeyValue, open_kv
 from reelgate.mail import Mailer, open_mailer
 from reelgate.migrate import ensure_migrated
 
@@ -151,10 +151,11 @@ def create_worker(
             "the worker consumes the Redis event stream: set REELGATE_REDIS_URL "
             "(e.g. redis://127.0.0.1:6379/0)"
         )
-    if not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
+    # memory:// is the single-process demo's in-process stream and cache.
+    if not settings.redis_url.startswith(("redis://", "rediss://", "unix://", "memory://")):
         raise WorkerConfigError("REELGATE_REDIS_URL must be a redis://host:port/db URL")
     resources = ListenerResources(
-        db=Database(settings.database_url_for("entitlements")), kv=RedisKV(settings.redis_url)
+        db=Database(settings.database_url_for("entitlements")), kv=open_kv(settings.redis_url)
     )
     notifier = MovieNotifier(
         resources.db,

@@ -101,6 +101,14 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return _serve(lambda _settings: worker.create_app(), DEFAULT_PORT)(args, settings)
 
 
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from reelgate.demo import run_demo
+
+    if args.port:
+        settings = settings.model_copy(update={"port": args.port})
+    return asyncio.run(run_demo(settings))
+
+
 def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
     from reelgate.cluster import Cluster, Ports, run_foreground
 
@@ -202,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--host", default=None)
     worker.add_argument("--port", type=int, default=None, help="metrics port (default 8009)")
     worker.set_defaults(run=cmd_worker)
+
+    demo = commands.add_parser(
+        "demo", help="the whole system in one process (SQLite, in-process cache), seeded"
+    )
+    demo.add_argument("--port", type=int, default=None, help="default REELGATE_PORT (8080)")
+    demo.set_defaults(run=cmd_demo)
 
     cluster = commands.add_parser(
         "cluster", help="run every node as a process with nginx in front (needs PostgreSQL, Redis)"

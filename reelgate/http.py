@@ -21,8 +21,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
 from reelgate import metrics
+from reelgate.logs import install_redaction
 from reelgate.problems import Problem, problem_response, validation_failed
 
+install_redaction()
 log = logging.getLogger("reelgate.access")
 error_log = logging.getLogger("reelgate.errors")
 
@@ -102,8 +104,6 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 "request_id": request_id,
             },
         )
-    if not response.prepared:
-        response.headers[REQUEST_ID_HEADER] = request_id
     elapsed = time.perf_counter() - started
     service = request.app.get(SERVICE_KEY, "reelgate")
     route = route_label(request)
@@ -131,6 +131,8 @@ async def read_json(request: web.Request) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, ValueError):
         raise Problem(400, "malformed_json", "The body is not valid JSON.") from None
+    except RecursionError:
+        raise Problem(400, "malformed_json", "The body is nested too deeply.") from None
 
 
 def _field_path(location: tuple[Any, ...]) -> str:
@@ -220,6 +222,13 @@ def probe_routes() -> list[web.RouteDef]:
     ]
 
 
+async def _stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Every response, streamed ones included, names its request id."""
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None and REQUEST_ID_HEADER not in response.headers:
+        response.headers[REQUEST_ID_HEADER] = request_id
+
+
 def base_app(service: str, *, max_body_bytes: int = 1024 * 1024) -> web.Application:
     """An application with the shared middleware, probes and limits in place."""
     app = web.Application(middlewares=[edge_middleware], client_max_size=max_body_bytes)
@@ -227,6 +236,7 @@ def base_app(service: str, *, max_body_bytes: int = 1024 * 1024) -> web.Applicat
     app[READINESS_KEY] = []
     app[MAX_BODY_KEY] = max_body_bytes
     app.add_routes(probe_routes())
+    app.on_response_prepare.append(_stamp_request_id)
     return app
 
 
@@ -235,7 +245,10 @@ async def read_raw_body(request: web.Request) -> bytes:
     limit = request.app.get(MAX_BODY_KEY, 1024 * 1024)
     if request.content_length is not None and request.content_length > limit:
         raise Problem(413, "payload_too_large", f"The body may be at most {limit} bytes.")
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise Problem(413, "payload_too_large", f"The body may be at most {limit} bytes.")
-    return raw
+    # `read(n)` returns what has arrived so far, up to n bytes: read to the end.
+    raw = bytearray()
+    async for chunk in request.content.iter_any():
+        raw += chunk
+        if len(raw) > limit:
+            raise Problem(413, "payload_too_large", f"The body may be at most {limit} bytes.")
+    return bytes(raw)

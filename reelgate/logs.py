@@ -32,6 +32,22 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+# Loggers that see request lines or request errors. A filter on a logger runs
+# before any handler, so even a handler we did not install (a test runner's, an
+# embedding application's) never receives the secret.
+REQUEST_LOGGERS = (
+    "aiohttp.access", "aiohttp.server", "aiohttp.web", "aiohttp.client",
+    "reelgate.access", "reelgate.errors", "reelgate.media",
+)
+
+
+def install_redaction() -> None:
+    for name in REQUEST_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())
+
+
 def setup_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(

@@ -19,7 +19,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-SERVICES = ("entitlements",)  # each service with a migrations/ history
+SERVICES = ("entitlements", "catalog")  # each service with a migrations/ history
 
 
 class NotMigrated(RuntimeError):
