@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -65,16 +64,27 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     yield
     if consumer is not None:
         consumer.stop()
-    for task in resources.tasks:
-        task.cancel()
-    for task in resources.tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    await _cancel_all(resources.tasks)
     if consumer is not None:
         await consumer.client.aclose()
     await resources.kv.close()
     await resources.leases.close()
     await resources.db.dispose()
+
+
+async def _cancel_all(tasks: list[asyncio.Task]) -> None:
+    """Cancel the tasks and wait for them. On Python 3.11 `asyncio.wait_for`
+    (used inside redis-py) can swallow a cancellation that races with the
+    awaited operation finishing, leaving the consumer in its next blocking read;
+    so cancel again until every task has ended."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.05)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background task %s ended with %r", task.get_name(), task.exception())
 
 
 def _named(check, name: str):  # type: ignore[no-untyped-def]

@@ -179,13 +179,18 @@ async def jwks(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- users
 
 
-async def _live_caller(request: web.Request) -> tuple[Principal, User]:
+async def _live_user(session, principal: Principal) -> User:  # type: ignore[no-untyped-def]
     """The caller's own account; a deleted account's tokens stop working here."""
-    principal = current_principal(request)
-    async with _resources(request).db.transaction() as session:
-        user = await session.get(User, principal.user_id)
+    user = await session.get(User, principal.user_id)
     if user is None or user.deleted_at is not None:
         raise unauthorized("This account no longer exists.")
+    return user
+
+
+async def _live_caller(request: web.Request) -> tuple[Principal, User]:
+    principal = current_principal(request)
+    async with _resources(request).db.transaction() as session:
+        user = await _live_user(session, principal)
     return principal, user
 
 
@@ -199,7 +204,7 @@ async def patch_me(request: web.Request) -> web.Response:
     body = await parse_body(request, schemas.MeUpdateIn)
     res = _resources(request)
     async with res.db.transaction() as session:
-        user = await service.get_user(session, principal.user_id)  # type: ignore[arg-type]
+        user = await _live_user(session, principal)
         if body.password is not None:
             if body.current_password is None:
                 raise validation_failed(
@@ -319,8 +324,6 @@ async def patch_plan(request: web.Request) -> web.Response:
     async with res.db.transaction() as session:
         plan = await service.get_plan(session, plan_id)
         for field, value in body.model_dump(exclude_unset=True).items():
-            if value is None:
-                raise validation_failed([{"field": field, "message": "May not be null"}])
             setattr(plan, field, value)
         await session.flush()
         subscribers = await service.subscriber_ids_of_plan(session, plan_id)

@@ -7,16 +7,54 @@ import re
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    field_validator,
+)
 
 from entitlements.models import ALL_STATUSES
 from reelgate.pagination import PageQuery
+
+
+def _without_nul(value: object) -> object:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("may not contain NUL characters")
+    if isinstance(value, list):
+        for item in value:
+            _without_nul(item)
+    return value
 
 
 class Strict(BaseModel):
     """Request bodies: unknown fields are errors, not silently dropped."""
 
     model_config = ConfigDict(extra="forbid")
+
+    # No field has a use for NUL, and PostgreSQL text cannot store it.
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        return _without_nul(value)
+
+
+class Patch(Strict):
+    """Partial updates: a field left out stays as it is. `null` is not a value
+    for any of them (the columns are NOT NULL), so it is refused here rather
+    than reaching the database."""
+
+    # "after": a "before" validator would make strict JSON input (datetimes
+    # as strings) be re-validated in Python mode and refused.
+    @field_validator("*", mode="after")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("may not be null; leave the field out to keep it unchanged")
+        return value
 
 
 class Query(BaseModel):
@@ -42,6 +80,23 @@ def _genre_list(values: list[str]) -> list[str]:
 
 
 GenreList = Annotated[list[str], Field(max_length=50), AfterValidator(_genre_list)]
+
+# Far from datetime's limits, so that period arithmetic can never overflow.
+_EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+
+
+def _plausible_utc(value: dt.datetime) -> dt.datetime:
+    try:
+        value = value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+    if not _EARLIEST <= value < _LATEST:
+        raise ValueError("must be between 1970 and 9000")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_plausible_utc)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 Status = Literal[ALL_STATUSES]  # type: ignore[valid-type]
 
@@ -92,14 +147,14 @@ class UserCreateIn(Strict):
     role: Role = "viewer"
 
 
-class UserUpdateIn(Strict):
+class UserUpdateIn(Patch):
     email: Email | None = None
     name: Name | None = None
     role: Role | None = None
     password: Password | None = None
 
 
-class MeUpdateIn(Strict):
+class MeUpdateIn(Patch):
     name: Name | None = None
     password: Password | None = None
     current_password: Annotated[str | None, Field(max_length=256)] = None
@@ -117,7 +172,7 @@ class PlanIn(Strict):
     genres: GenreList = Field(default_factory=list)
 
 
-class PlanPatch(Strict):
+class PlanPatch(Patch):
     name: Name | None = None
     price_cents: Annotated[int | None, Field(ge=0, le=10_000_000)] = None
     currency: Currency | None = None
@@ -152,10 +207,10 @@ class SubscriptionIn(Strict):
     user_id: uuid.UUID | None = None
 
 
-class SubscriptionPatch(Strict):
+class SubscriptionPatch(Patch):
     plan_id: uuid.UUID | None = None
     status: Status | None = None
-    current_period_end: AwareDatetime | None = None
+    current_period_end: Timestamp | None = None
 
 
 class SubscriptionOut(BaseModel):
@@ -175,7 +230,7 @@ class BillingEventIn(Strict):
     amount_cents: Annotated[int, Field(ge=0, le=100_000_000)]
     event_id: Annotated[str, Field(min_length=1, max_length=200)]
     # When the provider saw the payment; orders events that arrive out of order.
-    occurred_at: AwareDatetime | None = None
+    occurred_at: Timestamp | None = None
 
 
 class BillingResult(BaseModel):

@@ -368,25 +368,33 @@ async def apply_billing_event(
     session: AsyncSession, event: schemas.BillingEventIn, period_days: int
 ) -> tuple[str, Subscription | None]:
     """Record the event once; change the subscription only if the event is
-    newer than the last one applied (a stale failure never undoes a success)."""
-    if await session.get(BillingEvent, event.event_id) is not None:
-        return "duplicate", await session.get(Subscription, event.subscription_id)
-    occurred_at = event.occurred_at or utcnow()
+    newer than the last one applied (a stale failure never undoes a success).
+
+    Redeliveries may arrive concurrently: they queue on the subscription's row
+    lock, taken before the duplicate check, so the check sees the first one's
+    commit; without a row to lock, the primary key of the record decides."""
     subscription = await session.get(Subscription, event.subscription_id, with_for_update=True)
+    if await session.get(BillingEvent, event.event_id) is not None:
+        return "duplicate", subscription
+    occurred_at = event.occurred_at or utcnow()
     outcome = _billing_outcome(subscription, occurred_at)
+    try:
+        async with session.begin_nested():
+            session.add(
+                BillingEvent(
+                    event_id=event.event_id,
+                    type=event.type,
+                    subscription_id=event.subscription_id,
+                    amount_cents=event.amount_cents,
+                    occurred_at=occurred_at,
+                    outcome=outcome,
+                )
+            )
+    except IntegrityError:
+        return "duplicate", subscription
     if outcome == "applied" and subscription is not None:
         _apply_payment(subscription, event.type, occurred_at, period_days)
-    session.add(
-        BillingEvent(
-            event_id=event.event_id,
-            type=event.type,
-            subscription_id=event.subscription_id,
-            amount_cents=event.amount_cents,
-            occurred_at=occurred_at,
-            outcome=outcome,
-        )
-    )
-    await session.flush()
+        await session.flush()
     return outcome, subscription
 
 
