@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from reelgate.db import UTCDateTime, utcnow
+from reelgate.db import NAMING_CONVENTION, UTCDateTime, utcnow
 
 # Subscription states that count as "the user's live subscription" (one at most).
 LIVE_STATUSES = ("pending_payment", "trialing", "active", "past_due")
@@ -30,15 +30,7 @@ _live_sql = "status IN ('pending_payment', 'trialing', 'active', 'past_due')"
 
 
 class Base(DeclarativeBase):
-    metadata = MetaData(
-        naming_convention={
-            "ix": "ix_%(column_0_label)s",
-            "uq": "uq_%(table_name)s_%(column_0_name)s",
-            "ck": "ck_%(table_name)s_%(constraint_name)s",
-            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-            "pk": "pk_%(table_name)s",
-        }
-    )
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 class Timestamps:
