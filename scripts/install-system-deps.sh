@@ -5,6 +5,8 @@
 #   Redis              redis-server                                          (package: redis-server)
 #   nginx              nginx (/usr/sbin/nginx)                               (package: nginx-light)
 #   ffmpeg             ffmpeg + ffprobe                                      (package: ffmpeg)
+#   promtool           promtool, checks prometheus/prometheus.yml            (package: prometheus)
+#   Chromium           chromium (/usr/bin/chromium), driven by Playwright in tests/web/  (package: chromium)
 #
 # Idempotent and quick (no apt, no network) when everything is present.
 # As root: installs what is missing with apt-get (one `apt-get update` first).
@@ -52,6 +54,9 @@ check_all() {
         [[ -z "$ffmpeg_bin" ]] && missing_what+=("ffmpeg")
         [[ -z "$ffprobe_bin" ]] && missing_what+=("ffprobe")
     fi
+    # Playwright cannot download its own browser here; tests/web/ drives Debian's.
+    chromium_bin=$(find_bin chromium) || { chromium_bin=""; missing_pkgs+=(chromium); missing_what+=("chromium"); }
+    promtool_bin=$(find_bin promtool) || { promtool_bin=""; missing_pkgs+=(prometheus); missing_what+=("promtool"); }
     return 0
 }
 
@@ -110,4 +115,6 @@ pg_ver=$("$pg_initdb" --version 2>/dev/null | awk '{print $3}')
 redis_ver=$("$redis_bin" --version 2>/dev/null | sed -n 's/.* v=\([^ ]*\).*/\1/p')
 nginx_ver=$("$nginx_bin" -v 2>&1 | sed -n 's|.*nginx/\([^ ]*\).*|\1|p')
 ffmpeg_ver=$("$ffmpeg_bin" -hide_banner -version 2>/dev/null | awk 'NR==1{print $3}')
-echo "system deps OK: postgresql ${pg_ver:-?} ($(dirname "$pg_initdb")), redis ${redis_ver:-?}, nginx ${nginx_ver:-?}, ffmpeg ${ffmpeg_ver:-?} (+ffprobe)"
+chromium_ver=$("$chromium_bin" --version 2>/dev/null | awk '{print $2}')
+promtool_ver=$("$promtool_bin" --version 2>&1 | awk 'NR==1{print $3}')
+echo "system deps OK: postgresql ${pg_ver:-?} ($(dirname "$pg_initdb")), redis ${redis_ver:-?}, nginx ${nginx_ver:-?}, ffmpeg ${ffmpeg_ver:-?} (+ffprobe), chromium ${chromium_ver:-?}, promtool ${promtool_ver:-?}"
