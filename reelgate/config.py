@@ -58,8 +58,8 @@ class Settings(BaseSettings):
     entitlements_url: str = "http://127.0.0.1:8002"
     catalog_url: str = "http://127.0.0.1:8001"
 
-    password_memory_kib: int = 65536
-    password_time_cost: int = 3
+    password_memory_kib: int = 19456  # OWASP baseline for Argon2id (m=19 MiB, t=2)
+    password_time_cost: int = 2
 
     billing_period_days: int = 30
     max_body_bytes: int = 1024 * 1024
