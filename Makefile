@@ -22,13 +22,14 @@ demo: system-deps venv
 cluster: system-deps venv
 	$(VENV)/bin/reelgate migrate && $(VENV)/bin/reelgate cluster
 
-# Timings only, never pass/fail; see docs/benchmarks.md. benchmarks.media drives load with
+# Timings only, never pass/fail; see docs/benchmarks.md. benchmarks.media and .balancer drive load with
 # wrk (Debian package `wrk`), installed here when missing and we are root.
 bench: system-deps venv
 	@command -v wrk >/dev/null || [ "$$(id -u)" != 0 ] || \
 		(apt-get update -q && apt-get install -y -q --no-install-recommends wrk)
 	$(VENV)/bin/python -m benchmarks.entitlement_check
 	$(VENV)/bin/python -m benchmarks.media
+	$(VENV)/bin/python -m benchmarks.balancer
 	@if [ -f benchmarks/catalog.py ]; then $(VENV)/bin/python -m benchmarks.catalog; fi
 
 # locust, headless, through the balancer: against LOADTEST_HOST, or a throwaway cluster

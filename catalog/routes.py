@@ -16,6 +16,7 @@ from catalog.models import GENRES
 from catalog.resources import RESOURCES, Resources
 from reelgate.auth import is_service_call, require_admin
 from reelgate.http import json_response, parse_body, parse_query, parse_uuid
+from reelgate.openapi import Raw, Reply, documented
 from reelgate.pagination import Page, PageQuery
 from reelgate.problems import Problem, not_found, validation_failed
 from storage import DigestMismatch, ObjectNotFound, TooLarge, parse_key
@@ -68,6 +69,14 @@ def _actor_id(request: web.Request) -> uuid.UUID:
 # ---------------------------------------------------------------- movies
 
 
+@documented(
+    "List and search movies",
+    description="`q` searches titles and descriptions; `with_deleted=true` needs the admin role.",
+    tags=("movies",),
+    auth="optional",
+    query=schemas.MovieQuery,
+    responses={200: Page[schemas.MovieOut], 401: "invalid_token", 403: "admin_required"},
+)
 async def list_movies(request: web.Request) -> web.Response:
     query = parse_query(request, schemas.MovieQuery)
     if query.with_deleted:
@@ -77,6 +86,13 @@ async def list_movies(request: web.Request) -> web.Response:
     return _page(movies, total, query)
 
 
+@documented(
+    "Read a movie with its cast",
+    tags=("movies",),
+    auth="optional",
+    query=schemas.DeletedQuery,
+    responses={200: schemas.MovieOut, 401: "invalid_token", 403: "admin_required"},
+)
 async def get_movie(request: web.Request) -> web.Response:
     movie_id = _movie_id(request)
     with_deleted = _with_deleted(request)
@@ -86,6 +102,13 @@ async def get_movie(request: web.Request) -> web.Response:
     return _movie_json(view)
 
 
+@documented(
+    "Create a draft movie (emits `movie.created`)",
+    tags=("movies",),
+    auth="admin",
+    body=schemas.MovieIn,
+    responses={201: Reply(schemas.MovieOut, headers={"Location": "The new resource's URL."})},
+)
 async def create_movie(request: web.Request) -> web.Response:
     require_admin(request)
     body = await parse_body(request, schemas.MovieIn)
@@ -94,6 +117,13 @@ async def create_movie(request: web.Request) -> web.Response:
     return _movie_json(movie, status=201)
 
 
+@documented(
+    "Replace a movie's editable fields (left-out fields are reset; a given cast replaces it)",
+    tags=("movies",),
+    auth="admin",
+    body=schemas.MovieIn,
+    responses={200: schemas.MovieOut},
+)
 async def put_movie(request: web.Request) -> web.Response:
     require_admin(request)
     movie_id = _movie_id(request)
@@ -104,6 +134,13 @@ async def put_movie(request: web.Request) -> web.Response:
     return _movie_json(view)
 
 
+@documented(
+    "Update some of a movie's fields",
+    tags=("movies",),
+    auth="admin",
+    body=schemas.MoviePatch,
+    responses={200: schemas.MovieOut},
+)
 async def patch_movie(request: web.Request) -> web.Response:
     require_admin(request)
     movie_id = _movie_id(request)
@@ -114,6 +151,8 @@ async def patch_movie(request: web.Request) -> web.Response:
     return _movie_json(view)
 
 
+@documented("Soft-delete a movie (emits `movie.deleted`; its streams stop)",
+            tags=("movies",), auth="admin", responses={204: None})
 async def delete_movie(request: web.Request) -> web.Response:
     require_admin(request)
     movie_id = _movie_id(request)
@@ -123,6 +162,8 @@ async def delete_movie(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@documented("Restore a soft-deleted movie", tags=("movies",), auth="admin",
+            responses={200: schemas.MovieOut})
 async def restore_movie(request: web.Request) -> web.Response:
     require_admin(request)
     movie_id = _movie_id(request)
@@ -146,6 +187,23 @@ def _too_large(limit: int) -> Problem:
     return Problem(413, "payload_too_large", f"The video may be at most {limit} bytes.")
 
 
+@documented(
+    "Upload a movie's video (streamed to storage, probed with ffprobe)",
+    description="The raw video as the body, never held whole in memory. A body that is not a "
+    "playable video is 422 `unplayable_media` and nothing is kept; an optional "
+    "`Content-Digest: sha-256=:<base64>:` is verified (mismatch: 422 `digest_mismatch`).",
+    tags=("movies",),
+    auth="admin",
+    body=Raw(("video/mp4", "video/webm", "video/x-matroska", "video/quicktime",
+              "application/octet-stream")),
+    headers={"Content-Digest": ("`sha-256=:<base64 of the SHA-256>:` (RFC 9530)",
+                                {"type": "string"})},
+    responses={
+        200: schemas.MovieOut,
+        400: "upload_incomplete",
+        422: ("validation_failed", "digest_mismatch", "unplayable_media"),
+    },
+)
 async def put_media(request: web.Request) -> web.Response:
     """The raw video body, streamed to storage (never read whole: client_max_size
     only limits request.read()/post(), and this reads request.content)."""
@@ -182,6 +240,15 @@ async def put_media(request: web.Request) -> web.Response:
     return _movie_json(movie)
 
 
+@documented(
+    "The poster: a JPEG frame taken from the video at ingest",
+    tags=("movies",),
+    headers={"If-None-Match": ("ETags that make the answer a 304.", {"type": "string"})},
+    responses={
+        200: Reply(Raw(("image/jpeg",)), headers={"ETag": "Strong validator."}),
+        304: Reply(None, "Not modified.", {"ETag": "Strong validator."}),
+    },
+)
 async def get_poster(request: web.Request) -> web.StreamResponse:
     movie_id = _movie_id(request)
     res = _resources(request)
@@ -206,6 +273,13 @@ async def get_poster(request: web.Request) -> web.StreamResponse:
     return web.Response(body=body, content_type="image/jpeg", headers=headers)
 
 
+@documented(
+    "Which stored object plays for a movie (media nodes)",
+    tags=("movies",),
+    auth="admin_or_service",
+    public=False,
+    responses={200: schemas.InternalMediaOut},
+)
 async def internal_media(request: web.Request) -> web.Response:
     """For media nodes (service key): which stored object plays for this movie.
     404 for unknown, deleted or media-less movies; never exposed by the balancer."""
@@ -234,6 +308,14 @@ def _etags(header: str) -> set[str]:
 # ---------------------------------------------------------------- actors
 
 
+@documented(
+    "List and search actors",
+    description="`with_deleted=true` needs the admin role.",
+    tags=("actors",),
+    auth="optional",
+    query=schemas.ActorQuery,
+    responses={200: Page[schemas.ActorOut], 401: "invalid_token", 403: "admin_required"},
+)
 async def list_actors(request: web.Request) -> web.Response:
     query = parse_query(request, schemas.ActorQuery)
     if query.with_deleted:
@@ -243,6 +325,13 @@ async def list_actors(request: web.Request) -> web.Response:
     return _page([service.actor_out(actor) for actor in actors], total, query)
 
 
+@documented(
+    "Read an actor",
+    tags=("actors",),
+    auth="optional",
+    query=schemas.DeletedQuery,
+    responses={200: schemas.ActorOut, 401: "invalid_token", 403: "admin_required"},
+)
 async def get_actor(request: web.Request) -> web.Response:
     actor_id = _actor_id(request)
     with_deleted = _with_deleted(request)
@@ -251,6 +340,13 @@ async def get_actor(request: web.Request) -> web.Response:
     return _json(service.actor_out(actor))
 
 
+@documented(
+    "Create an actor",
+    tags=("actors",),
+    auth="admin",
+    body=schemas.ActorIn,
+    responses={201: Reply(schemas.ActorOut, headers={"Location": "The new resource's URL."})},
+)
 async def create_actor(request: web.Request) -> web.Response:
     require_admin(request)
     body = await parse_body(request, schemas.ActorIn)
@@ -267,18 +363,24 @@ async def _update_actor(request: web.Request, changes: dict[str, Any]) -> web.Re
     return _json(service.actor_out(actor))
 
 
+@documented("Replace an actor", tags=("actors",), auth="admin", body=schemas.ActorIn,
+            responses={200: schemas.ActorOut})
 async def put_actor(request: web.Request) -> web.Response:
     require_admin(request)
     body = await parse_body(request, schemas.ActorIn)
     return await _update_actor(request, body.model_dump(include=service.ACTOR_FIELDS))
 
 
+@documented("Update some of an actor's fields", tags=("actors",), auth="admin",
+            body=schemas.ActorPatch, responses={200: schemas.ActorOut})
 async def patch_actor(request: web.Request) -> web.Response:
     require_admin(request)
     body = await parse_body(request, schemas.ActorPatch)
     return await _update_actor(request, body.model_dump(exclude_unset=True))
 
 
+@documented("Soft-delete an actor", tags=("actors",), auth="admin",
+            responses={204: None})
 async def delete_actor(request: web.Request) -> web.Response:
     require_admin(request)
     actor_id = _actor_id(request)
@@ -288,6 +390,8 @@ async def delete_actor(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@documented("Restore a soft-deleted actor", tags=("actors",), auth="admin",
+            responses={200: schemas.ActorOut})
 async def restore_actor(request: web.Request) -> web.Response:
     require_admin(request)
     actor_id = _actor_id(request)
@@ -297,6 +401,13 @@ async def restore_actor(request: web.Request) -> web.Response:
     return _json(service.actor_out(actor))
 
 
+@documented(
+    "The movies an actor plays in (every movie filter and sort applies)",
+    tags=("actors",),
+    auth="optional",
+    query=schemas.MovieQuery,
+    responses={200: Page[schemas.MovieOut], 401: "invalid_token", 403: "admin_required"},
+)
 async def actor_movies(request: web.Request) -> web.Response:
     """The actor's movies, with every movie-list filter and sort available."""
     actor_id = _actor_id(request)
@@ -313,6 +424,8 @@ async def actor_movies(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- genres
 
 
+@documented("The genre vocabulary", tags=("genres",), dependencies=False,
+            responses={200: schemas.GenresOut})
 async def list_genres(request: web.Request) -> web.Response:
     return json_response({"items": list(GENRES)}, headers={"Cache-Control": "public, max-age=3600"})
 

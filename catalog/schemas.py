@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from catalog.models import GENRES, MOVIE_STATUSES
+from reelgate.openapi import without_null
 from reelgate.pagination import PageQuery
 
 
@@ -59,15 +60,33 @@ def _stripped(value: str) -> str:
     return value
 
 
-Title = Annotated[str, Field(min_length=1, max_length=300), AfterValidator(_stripped)]
+# Not blank: at least one character that is not white space (also checked after stripping).
+_NOT_BLANK = r"\S"
+Title = Annotated[
+    str, Field(min_length=1, max_length=300, pattern=_NOT_BLANK), AfterValidator(_stripped)
+]
 Description = Annotated[str, Field(max_length=10_000)]
 ReleaseYear = Annotated[int, Field(ge=1878, le=2100)]  # 1878: the first motion picture
-GenreList = Annotated[list[str], Field(max_length=len(GENRES)), AfterValidator(_known_genres)]
+GenreList = Annotated[
+    list[str],
+    Field(max_length=len(GENRES), json_schema_extra={"items": {"type": "string", "enum": list(GENRES)}}),
+    AfterValidator(_known_genres),
+]
 AgeRating = Annotated[str, Field(pattern=r"^[A-Za-z0-9+-]{1,16}$")]
-PersonName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_stripped)]
-Character = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_stripped)]
-CountryCode = Annotated[str, AfterValidator(_country_code)]
-BirthDate = Annotated[dt.date, AfterValidator(_past_date)]
+PersonName = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=_NOT_BLANK), AfterValidator(_stripped)
+]
+Character = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=_NOT_BLANK), AfterValidator(_stripped)
+]
+CountryCode = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2 (any case)"),
+    AfterValidator(_country_code),
+]
+BirthDate = Annotated[
+    dt.date, Field(description="Between 1800-01-01 and today"), AfterValidator(_past_date)
+]
 ActorIds = Annotated[list[uuid.UUID], Field(max_length=500)]
 
 MovieSort = Literal["title", "-title", "release_year", "-release_year", "created_at", "-created_at"]
@@ -130,14 +149,19 @@ class MovieIn(_CastFields):
     age_rating: AgeRating | None = None
 
 
+_MOVIE_NOT_NULL = ("title", "description", "genres")
+
+
 class MoviePatch(_CastFields):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=without_null(*_MOVIE_NOT_NULL))
+
     title: Title | None = None
     description: Description | None = None
     release_year: ReleaseYear | None = None
     genres: GenreList | None = None
     age_rating: AgeRating | None = None
 
-    @field_validator("title", "description", "genres")
+    @field_validator(*_MOVIE_NOT_NULL)
     @classmethod
     def _not_null(cls, value: Any) -> Any:
         # Left out means "unchanged"; an explicit null would empty a required field.
@@ -203,6 +227,8 @@ class ActorIn(Strict):
 
 
 class ActorPatch(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=without_null("name"))
+
     name: PersonName | None = None
     birth_date: BirthDate | None = None
     nationality: CountryCode | None = None
@@ -240,3 +266,11 @@ class DeletedQuery(BaseModel):
 
 class GenresOut(BaseModel):
     items: list[str]
+
+
+class InternalMediaOut(BaseModel):
+    movie_id: uuid.UUID
+    key: str
+    size_bytes: int | None
+    content_type: str | None
+    sha256: str | None

@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from entitlements import cache, playback, schemas, service
 from entitlements.models import Plan, Subscription, User
@@ -24,16 +24,18 @@ from reelgate.auth import (
     require_admin_or_service,
 )
 from reelgate.http import (
-    errors_from,
+    decode_json,
     json_response,
     model_response,
     parse_body,
     parse_query,
     parse_uuid,
     read_raw_body,
+    validate_object,
 )
 from reelgate.kv import KVError
 from reelgate.leases import Lease
+from reelgate.openapi import documented, problem
 from reelgate.pagination import Page, PageQuery
 from reelgate.problems import Problem, forbidden, unauthorized, validation_failed
 
@@ -116,6 +118,12 @@ def _too_many(retry_after: int) -> Problem:
     )
 
 
+@documented(
+    "Register a viewer account",
+    tags=("accounts",),
+    body=schemas.RegisterIn,
+    responses={201: schemas.UserOut, 409: "email_taken"},
+)
 async def register(request: web.Request) -> web.Response:
     body = await parse_body(request, schemas.RegisterIn)
     res = _resources(request)
@@ -127,6 +135,16 @@ async def register(request: web.Request) -> web.Response:
     return model_response(_user_out(user), status=201)
 
 
+@documented(
+    "Sign in: an access token and a refresh token",
+    tags=("accounts",),
+    body=schemas.LoginIn,
+    responses={
+        200: schemas.TokenPair,
+        401: problem("invalid_credentials"),
+        429: problem("too_many_attempts", Retry_After="Seconds until the next attempt counts"),
+    },
+)
 async def login(request: web.Request) -> web.Response:
     body = await parse_body(request, schemas.LoginIn)
     email = body.email.strip().lower()
@@ -143,6 +161,14 @@ async def login(request: web.Request) -> web.Response:
     return model_response(pair)
 
 
+@documented(
+    "Exchange a refresh token for a new pair (rotation)",
+    description="The presented refresh token stops working; presenting it again signs the "
+    "whole login out.",
+    tags=("accounts",),
+    body=schemas.RefreshIn,
+    responses={200: schemas.TokenPair, 401: problem("invalid_token")},
+)
 async def refresh(request: web.Request) -> web.Response:
     body = await parse_body(request, schemas.RefreshIn)
     res = _resources(request)
@@ -159,6 +185,14 @@ async def refresh(request: web.Request) -> web.Response:
     return model_response(pair)
 
 
+@documented(
+    "Sign out: revoke a refresh token (or all of them when none is given)",
+    tags=("accounts",),
+    auth="user",
+    body=schemas.LogoutIn,
+    body_required=False,
+    responses={204: None},
+)
 async def logout(request: web.Request) -> web.Response:
     principal = current_principal(request)
     body = schemas.LogoutIn()
@@ -170,6 +204,12 @@ async def logout(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@documented(
+    "The public keys that verify Reelgate tokens (JWKS)",
+    tags=("accounts",),
+    dependencies=False,
+    responses={200: schemas.Jwks},
+)
 async def jwks(request: web.Request) -> web.Response:
     return json_response(
         _resources(request).signer.verifier().jwks(), headers={"Cache-Control": "public, max-age=300"}
@@ -194,11 +234,20 @@ async def _live_caller(request: web.Request) -> tuple[Principal, User]:
     return principal, user
 
 
+@documented("Your own profile", tags=("users",), auth="user",
+            responses={200: schemas.UserOut})
 async def get_me(request: web.Request) -> web.Response:
     _, user = await _live_caller(request)
     return model_response(_user_out(user))
 
 
+@documented(
+    "Change your name or password (the password needs `current_password`)",
+    tags=("users",),
+    auth="user",
+    body=schemas.MeUpdateIn,
+    responses={200: schemas.UserOut, 403: "wrong_password"},
+)
 async def patch_me(request: web.Request) -> web.Response:
     principal = current_principal(request)
     body = await parse_body(request, schemas.MeUpdateIn)
@@ -218,6 +267,8 @@ async def patch_me(request: web.Request) -> web.Response:
     return model_response(_user_out(user))
 
 
+@documented("List users", tags=("users",), auth="admin", query=schemas.ListQuery,
+            responses={200: Page[schemas.UserOut]})
 async def list_users(request: web.Request) -> web.Response:
     require_admin(request)
     query = parse_query(request, schemas.ListQuery)
@@ -226,6 +277,13 @@ async def list_users(request: web.Request) -> web.Response:
     return _page(users, total, query, schemas.UserOut)
 
 
+@documented(
+    "Create a user (any role)",
+    tags=("users",),
+    auth="admin",
+    body=schemas.UserCreateIn,
+    responses={201: schemas.UserOut, 409: "email_taken"},
+)
 async def create_user(request: web.Request) -> web.Response:
     require_admin(request)
     body = await parse_body(request, schemas.UserCreateIn)
@@ -236,9 +294,11 @@ async def create_user(request: web.Request) -> web.Response:
 
 
 def _with_deleted(request: web.Request) -> bool:
-    return parse_query(request, schemas.ListQuery).with_deleted
+    return parse_query(request, schemas.DeletedQuery).with_deleted
 
 
+@documented("Read a user", tags=("users",), auth="admin", query=schemas.DeletedQuery,
+            responses={200: schemas.UserOut})
 async def get_user(request: web.Request) -> web.Response:
     require_admin(request)
     user_id = parse_uuid(request.match_info["user_id"], "User")
@@ -247,6 +307,13 @@ async def get_user(request: web.Request) -> web.Response:
     return model_response(_user_out(user))
 
 
+@documented(
+    "Update a user (e-mail, name, role, password)",
+    tags=("users",),
+    auth="admin",
+    body=schemas.UserUpdateIn,
+    responses={200: schemas.UserOut, 409: "email_taken"},
+)
 async def patch_user(request: web.Request) -> web.Response:
     require_admin(request)
     user_id = parse_uuid(request.match_info["user_id"], "User")
@@ -261,6 +328,8 @@ async def patch_user(request: web.Request) -> web.Response:
     return model_response(_user_out(user))
 
 
+@documented("Soft-delete a user: tokens revoked, streams stopped", tags=("users",),
+            auth="admin", responses={204: None})
 async def delete_user(request: web.Request) -> web.Response:
     require_admin(request)
     user_id = parse_uuid(request.match_info["user_id"], "User")
@@ -273,6 +342,8 @@ async def delete_user(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@documented("Restore a soft-deleted user", tags=("users",), auth="admin",
+            responses={200: schemas.UserOut})
 async def restore_user(request: web.Request) -> web.Response:
     require_admin(request)
     user_id = parse_uuid(request.match_info["user_id"], "User")
@@ -287,6 +358,14 @@ async def restore_user(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- plans
 
 
+@documented(
+    "List plans",
+    description="`with_deleted=true` needs the admin role.",
+    tags=("plans",),
+    auth="optional",
+    query=schemas.ListQuery,
+    responses={200: Page[schemas.PlanOut], 401: "invalid_token", 403: "admin_required"},
+)
 async def list_plans(request: web.Request) -> web.Response:
     query = parse_query(request, schemas.ListQuery)
     if query.with_deleted:
@@ -296,6 +375,14 @@ async def list_plans(request: web.Request) -> web.Response:
     return _page(plans, total, query, schemas.PlanOut)
 
 
+@documented(
+    "Read a plan",
+    description="`with_deleted=true` needs the admin role.",
+    tags=("plans",),
+    auth="optional",
+    query=schemas.DeletedQuery,
+    responses={200: schemas.PlanOut, 401: "invalid_token", 403: "admin_required"},
+)
 async def get_plan(request: web.Request) -> web.Response:
     plan_id = parse_uuid(request.match_info["plan_id"], "Plan")
     with_deleted = _with_deleted(request)
@@ -306,6 +393,8 @@ async def get_plan(request: web.Request) -> web.Response:
     return model_response(_plan_out(plan))
 
 
+@documented("Create a plan", tags=("plans",), auth="admin", body=schemas.PlanIn,
+            responses={201: schemas.PlanOut})
 async def create_plan(request: web.Request) -> web.Response:
     require_admin(request)
     body = await parse_body(request, schemas.PlanIn)
@@ -316,6 +405,8 @@ async def create_plan(request: web.Request) -> web.Response:
     return model_response(_plan_out(plan), status=201)
 
 
+@documented("Update a plan", tags=("plans",), auth="admin", body=schemas.PlanPatch,
+            responses={200: schemas.PlanOut})
 async def patch_plan(request: web.Request) -> web.Response:
     require_admin(request)
     plan_id = parse_uuid(request.match_info["plan_id"], "Plan")
@@ -331,6 +422,13 @@ async def patch_plan(request: web.Request) -> web.Response:
     return model_response(_plan_out(plan))
 
 
+@documented(
+    "Soft-delete a plan",
+    description="Hidden from new subscribers; existing subscribers keep it.",
+    tags=("plans",),
+    auth="admin",
+    responses={204: None},
+)
 async def delete_plan(request: web.Request) -> web.Response:
     require_admin(request)
     plan_id = parse_uuid(request.match_info["plan_id"], "Plan")
@@ -341,6 +439,8 @@ async def delete_plan(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@documented("Restore a soft-deleted plan", tags=("plans",), auth="admin",
+            responses={200: schemas.PlanOut})
 async def restore_plan(request: web.Request) -> web.Response:
     require_admin(request)
     plan_id = parse_uuid(request.match_info["plan_id"], "Plan")
@@ -350,6 +450,8 @@ async def restore_plan(request: web.Request) -> web.Response:
     return model_response(_plan_out(plan))
 
 
+@documented("The movie ids in a plan", tags=("plans",), query=PageQuery,
+            responses={200: Page[uuid.UUID]})
 async def plan_movies(request: web.Request) -> web.Response:
     plan_id = parse_uuid(request.match_info["plan_id"], "Plan")
     query = parse_query(request, PageQuery)
@@ -363,6 +465,8 @@ async def plan_movies(request: web.Request) -> web.Response:
     )
 
 
+@documented("Add a movie to a plan (idempotent)", tags=("plans",), auth="admin",
+            responses={204: None})
 async def add_plan_movie(request: web.Request) -> web.Response:
     require_admin(request)
     plan_id = parse_uuid(request.match_info["plan_id"], "Plan")
@@ -375,6 +479,8 @@ async def add_plan_movie(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@documented("Remove a movie from a plan", tags=("plans",), auth="admin",
+            responses={204: None})
 async def remove_plan_movie(request: web.Request) -> web.Response:
     require_admin(request)
     plan_id = parse_uuid(request.match_info["plan_id"], "Plan")
@@ -390,6 +496,19 @@ async def remove_plan_movie(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- subscriptions
 
 
+@documented(
+    "Subscribe to a plan (status `pending_payment` until paid)",
+    description="An admin may subscribe another user with `user_id`.",
+    tags=("subscriptions",),
+    auth="user",
+    body=schemas.SubscriptionIn,
+    responses={
+        201: schemas.SubscriptionOut,
+        403: "admin_required",
+        404: "not_found",
+        409: "subscription_exists",
+    },
+)
 async def create_subscription(request: web.Request) -> web.Response:
     principal = current_principal(request)
     body = await parse_body(request, schemas.SubscriptionIn)
@@ -407,6 +526,13 @@ async def create_subscription(request: web.Request) -> web.Response:
     return model_response(_subscription_out(subscription), status=201)
 
 
+@documented(
+    "List subscriptions (your own; an admin sees all)",
+    tags=("subscriptions",),
+    auth="user",
+    query=schemas.SubscriptionListQuery,
+    responses={200: Page[schemas.SubscriptionOut]},
+)
 async def list_subscriptions(request: web.Request) -> web.Response:
     principal = current_principal(request)
     query = parse_query(request, schemas.SubscriptionListQuery)
@@ -426,12 +552,21 @@ async def _visible_subscription(request: web.Request, session) -> Subscription: 
     return subscription
 
 
+@documented("Read a subscription (your own, or any as admin)", tags=("subscriptions",),
+            auth="user", responses={200: schemas.SubscriptionOut})
 async def get_subscription(request: web.Request) -> web.Response:
     async with _resources(request).db.transaction() as session:
         subscription = await _visible_subscription(request, session)
     return model_response(_subscription_out(subscription))
 
 
+@documented(
+    "Change a subscription's plan, status or period end",
+    tags=("subscriptions",),
+    auth="admin",
+    body=schemas.SubscriptionPatch,
+    responses={200: schemas.SubscriptionOut, 409: "subscription_exists"},
+)
 async def patch_subscription(request: web.Request) -> web.Response:
     require_admin(request)
     subscription_id = parse_uuid(request.match_info["subscription_id"], "Subscription")
@@ -444,6 +579,12 @@ async def patch_subscription(request: web.Request) -> web.Response:
     return model_response(_subscription_out(subscription))
 
 
+@documented(
+    "Cancel a subscription at once (its streams stop)",
+    tags=("subscriptions",),
+    auth="user",
+    responses={200: schemas.SubscriptionOut},
+)
 async def cancel_subscription(request: web.Request) -> web.Response:
     res = _resources(request)
     async with res.db.transaction() as session:
@@ -465,6 +606,17 @@ def _signature_ok(secret: str, raw: bytes, header: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), header[len("sha256=") :].strip().lower().encode())
 
 
+@documented(
+    "Billing provider webhook",
+    description="Signed with `X-Reelgate-Signature: sha256=<hex HMAC of the raw body>`. "
+    "An `event_id` seen before changes nothing (outcome `duplicate`). The body is read as "
+    "JSON whatever its Content-Type.",
+    tags=("billing",),
+    auth="signature",
+    body=schemas.BillingEventIn,
+    any_content_type=True,
+    responses={200: schemas.BillingResult, 401: "invalid_signature"},
+)
 async def billing_event(request: web.Request) -> web.Response:
     res = _resources(request)
     raw = await read_raw_body(request)
@@ -486,18 +638,21 @@ async def billing_event(request: web.Request) -> web.Response:
 
 
 def _parse_billing_event(raw: bytes) -> schemas.BillingEventIn:
-    """The signature covers the raw bytes, so the body is read raw, then validated."""
-    try:
-        return schemas.BillingEventIn.model_validate_json(raw, strict=True)
-    except ValidationError as exc:
-        if any(error["type"] == "json_invalid" for error in exc.errors()):
-            raise Problem(400, "malformed_json", "The body is not valid JSON.") from None
-        raise validation_failed(errors_from(exc)) from None
+    """The signature covers the raw bytes, so the body is read raw, then
+    validated like every other body (whatever its Content-Type)."""
+    return validate_object(decode_json(raw), schemas.BillingEventIn)
 
 
 # ---------------------------------------------------------------- decisions
 
 
+@documented(
+    "Decide whether a user may watch a movie now",
+    tags=("entitlements",),
+    auth="admin_or_service",
+    query=schemas.CheckQuery,
+    responses={200: schemas.Decision},
+)
 async def check_entitlement(request: web.Request) -> web.Response:
     require_admin_or_service(request)
     query = parse_query(request, schemas.CheckQuery)
@@ -533,6 +688,8 @@ async def decide_cached(
     return decision
 
 
+@documented("The movies you may watch now", tags=("entitlements",), auth="user",
+            query=PageQuery, responses={200: Page[schemas.MyMovie]})
 async def my_movies(request: web.Request) -> web.Response:
     principal, _ = await _live_caller(request)
     query = parse_query(request, PageQuery)
@@ -554,6 +711,17 @@ def _session_out(lease: Lease) -> schemas.SessionOut:
     )
 
 
+@documented(
+    "Start a playback session: a stream URL with a playback token",
+    tags=("playback",),
+    auth="user",
+    body=schemas.PlaybackIn,
+    responses={
+        201: schemas.PlaybackOut,
+        403: problem("not_entitled", model=schemas.NotEntitledProblem),
+        409: problem("too_many_streams", model=schemas.TooManyStreamsProblem),
+    },
+)
 async def start_playback(request: web.Request) -> web.Response:
     principal, user = await _live_caller(request)
     body = await parse_body(request, schemas.PlaybackIn)
@@ -590,6 +758,8 @@ async def start_playback(request: web.Request) -> web.Response:
     return model_response(out, status=201)
 
 
+@documented("Your live playback sessions", tags=("playback",), auth="user",
+            responses={200: Page[schemas.SessionOut]})
 async def list_playback(request: web.Request) -> web.Response:
     principal = current_principal(request)
     leases = await _resources(request).leases.live(str(principal.user_id))
@@ -606,6 +776,17 @@ async def _owned_lease(request: web.Request) -> tuple[Principal, Lease]:
     return principal, lease
 
 
+@documented(
+    "Keep a session alive and record the resume position",
+    tags=("playback",),
+    auth="user",
+    body=schemas.HeartbeatIn,
+    responses={
+        200: schemas.HeartbeatOut,
+        403: problem("not_entitled", model=schemas.NotEntitledProblem),
+        404: "session_not_found",
+    },
+)
 async def heartbeat(request: web.Request) -> web.Response:
     principal, lease = await _owned_lease(request)
     body = await parse_body(request, schemas.HeartbeatIn)
@@ -629,6 +810,8 @@ async def heartbeat(request: web.Request) -> web.Response:
     return model_response(out)
 
 
+@documented("End a playback session (its stream stops at once)", tags=("playback",),
+            auth="user", responses={204: None, 404: "session_not_found"})
 async def end_playback(request: web.Request) -> web.Response:
     _, lease = await _owned_lease(request)
     await _end_sessions(_resources(request), [lease.session_id])
@@ -653,6 +836,8 @@ async def end_user_sessions(res: Resources, user_id: uuid.UUID) -> None:
         await res.invalidate(sessions=[uuid.UUID(sid) for sid in ended])
 
 
+@documented("Your resume positions", tags=("playback",), auth="user", query=PageQuery,
+            responses={200: Page[schemas.ProgressOut]})
 async def my_progress(request: web.Request) -> web.Response:
     principal, _ = await _live_caller(request)
     query = parse_query(request, PageQuery)

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from entitlements.models import ALL_STATUSES
+from reelgate.openapi import Problem, without_null
 from reelgate.pagination import PageQuery
 
 
@@ -45,7 +46,9 @@ class Strict(BaseModel):
 class Patch(Strict):
     """Partial updates: a field left out stays as it is. `null` is not a value
     for any of them (the columns are NOT NULL), so it is refused here rather
-    than reaching the database."""
+    than reaching the database (and the API description offers no null)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=without_null())
 
     # "after": a "before" validator would make strict JSON input (datetimes
     # as strings) be re-validated in Python mode and refused.
@@ -79,7 +82,8 @@ def _genre_list(values: list[str]) -> list[str]:
     return sorted(set(values))
 
 
-GenreList = Annotated[list[str], Field(max_length=50), AfterValidator(_genre_list)]
+Genre = Annotated[str, Field(pattern=_GENRE_RE.pattern)]
+GenreList = Annotated[list[Genre], Field(max_length=50), AfterValidator(_genre_list)]
 
 # Far from datetime's limits, so that period arithmetic can never overflow.
 _EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -123,6 +127,19 @@ class LogoutIn(Strict):
     refresh_token: Annotated[str | None, Field(max_length=200)] = None
 
 
+class Jwk(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    kty: str
+    kid: str
+    alg: str | None = None
+    use: str | None = None
+
+
+class Jwks(BaseModel):
+    keys: list[Jwk]
+
+
 class TokenPair(BaseModel):
     access_token: str
     refresh_token: str
@@ -155,6 +172,15 @@ class UserUpdateIn(Patch):
 
 
 class MeUpdateIn(Patch):
+    # A new password needs the current one (checked by the route, with the field named).
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra=lambda schema, cls: (
+            without_null()(schema, cls),
+            schema.update(dependentRequired={"password": ["current_password"]}),
+        ),
+    )
+
     name: Name | None = None
     password: Password | None = None
     current_password: Annotated[str | None, Field(max_length=256)] = None
@@ -263,6 +289,12 @@ class ListQuery(PageQuery):
     with_deleted: bool = False
 
 
+class DeletedQuery(Query):
+    """Reads of one row: soft-deleted rows are shown to admins who ask."""
+
+    with_deleted: bool = False
+
+
 class SubscriptionListQuery(PageQuery):
     user_id: uuid.UUID | None = None
     status: Status | None = None
@@ -317,3 +349,14 @@ class ProgressOut(BaseModel):
     movie_id: uuid.UUID
     position_s: float
     updated_at: dt.datetime
+
+
+# Problems with more members than the shared `Problem` (documentation of the 403/409 bodies)
+
+
+class NotEntitledProblem(Problem):
+    reason: Reason
+
+
+class TooManyStreamsProblem(Problem):
+    sessions: list[SessionOut]

@@ -26,7 +26,9 @@ class Topology:
     login_rate: str = "30r/m"
     login_burst: int = 20
     workers: str = "auto"
-    access_log: str = field(default="")
+    access_log: str = field(default="")  # default: RUN_DIR/access.log; "/dev/stdout" in a container
+    error_log: str = field(default="")  # default: RUN_DIR/error.log; "stderr" in a container
+    mime_types: str = field(default="")  # default: found on this machine (find_mime_types)
 
 
 def find_mime_types() -> str:
@@ -50,8 +52,9 @@ def render(topology: Topology) -> str:
     values = {
         "WORKERS": topology.workers,
         "RUN_DIR": str(topology.run_dir),
-        "MIME_TYPES": find_mime_types(),
+        "MIME_TYPES": topology.mime_types or find_mime_types(),
         "ACCESS_LOG": topology.access_log or str(topology.run_dir / "access.log"),
+        "ERROR_LOG": topology.error_log or str(topology.run_dir / "error.log"),
         "LOGIN_RATE": topology.login_rate,
         "LOGIN_BURST": str(topology.login_burst),
         "MEDIA_BALANCE": balance,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from reelgate.balancer import Topology
 from reelgate.config import Settings, load_settings
 from reelgate.logs import setup_logging
 from reelgate.migrate import SERVICES, NotMigrated
@@ -120,8 +121,55 @@ def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
         worker=args.worker_port,
         status=args.status_port,
     )
-    cluster = Cluster(settings, media_nodes=args.media_nodes, ports=ports, balance=args.balance)
+    cluster = Cluster(settings, media_nodes=args.media_nodes, ports=ports, balance=args.balance,
+                      restart=not args.no_restart)
     return asyncio.run(run_foreground(cluster))
+
+
+def balancer_topology(args: argparse.Namespace, settings: Settings) -> Topology:
+    """The Topology `reelgate balancer render` renders (also read by tests/cluster/test_compose.py)."""
+    from reelgate.balancer import STATIC_ROOT, Topology
+
+    media = [address for value in args.media for address in value.split(",") if address.strip()]
+    return Topology(
+        listen=args.listen,
+        media=[address.strip() for address in media],
+        catalog=args.catalog,
+        entitlements=args.entitlements,
+        run_dir=Path(args.run_dir),
+        static_root=Path(args.static_root) if args.static_root else STATIC_ROOT,
+        status_listen=args.status_listen,
+        balance=args.balance,
+        max_upload=args.max_upload or str(settings.max_upload_bytes),
+        access_log=args.access_log or "",
+        error_log=args.error_log or "",
+        mime_types=args.mime_types or "",
+    )
+
+
+def cmd_balancer_render(args: argparse.Namespace, settings: Settings) -> int:
+    from reelgate.balancer import check_config, render
+
+    topology = balancer_topology(args, settings)
+    try:
+        text = render(topology)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"reelgate: {exc}", file=sys.stderr)
+        return 2
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    if args.check:
+        topology.run_dir.mkdir(parents=True, exist_ok=True)  # nginx -t opens the pid file there
+        checked = check_config(output)
+        if checked.returncode != 0:
+            print(f"reelgate: nginx rejected {output}:\n{checked.stderr}", file=sys.stderr)
+            return 1
+    print(f"wrote {output}", file=sys.stderr)
+    return 0
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -228,7 +276,36 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--worker-port", type=int, default=8009)
     cluster.add_argument("--status-port", type=int, default=8089, help="nginx status, loopback")
     cluster.add_argument("--balance", choices=["least_conn", "hash"], default="least_conn")
+    cluster.add_argument(
+        "--no-restart", action="store_true",
+        help="leave a node that dies stopped (default: restart it after a back-off)",
+    )
     cluster.set_defaults(run=cmd_cluster)
+
+    balancer = commands.add_parser("balancer", help="the nginx balancer's configuration")
+    balancer_commands = balancer.add_subparsers(dest="balancer_command", required=True)
+    render = balancer_commands.add_parser(
+        "render", help="render nginx.conf from the node addresses (docker-compose, other hosts)"
+    )
+    render.add_argument("--media", action="append", required=True, metavar="HOST:PORT",
+                        help="a media node; repeat, or separate with commas")
+    render.add_argument("--catalog", default="127.0.0.1:8001", metavar="HOST:PORT")
+    render.add_argument("--entitlements", default="127.0.0.1:8002", metavar="HOST:PORT")
+    render.add_argument("--listen", default="127.0.0.1:8080", help="[ADDRESS:]PORT of the balancer")
+    render.add_argument("--status-listen", default="127.0.0.1:8089",
+                        help="[ADDRESS:]PORT of nginx stub_status (loopback only)")
+    render.add_argument("--balance", choices=["least_conn", "hash"], default="least_conn")
+    render.add_argument("--max-upload", default=None, help="default REELGATE_MAX_UPLOAD_BYTES")
+    render.add_argument("--run-dir", default="var/cluster/nginx",
+                        help="pid file and temp directories of nginx")
+    render.add_argument("--static-root", default=None, help="the web player's files")
+    render.add_argument("--mime-types", default=None,
+                        help="nginx mime.types (default: looked up on this machine)")
+    render.add_argument("--access-log", default=None, help="default RUN_DIR/access.log")
+    render.add_argument("--error-log", default=None, help="default RUN_DIR/error.log")
+    render.add_argument("--output", default="-", help="file to write, - for stdout")
+    render.add_argument("--check", action="store_true", help="run `nginx -t` on the written file")
+    render.set_defaults(run=cmd_balancer_render)
 
     migrate = commands.add_parser("migrate", help="apply database migrations of every service")
     migrate.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {SERVICES}; default: all")

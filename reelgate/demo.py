@@ -83,7 +83,8 @@ def compose(settings: Settings) -> web.Application:
         create_worker(settings).create_app(),
     ]
     shared = {SERVICE_KEY, READINESS_KEY, MAX_BODY_KEY}
-    probes = {"/healthz", "/readyz", "/metrics"}
+    # Probes and the API description (base_app gives every node its own): the root's serve.
+    probes = {resource.canonical for resource in root.router.resources()}
     for part in parts:
         for key, value in part.items():
             if key not in shared and key not in root:
@@ -91,9 +92,9 @@ def compose(settings: Settings) -> web.Application:
         for resource in part.router.resources():
             if resource.canonical in probes:
                 continue
+            # Every route as the node has it, HEAD included: add_route("GET") adds no HEAD.
             for route in resource:
-                if route.method != "HEAD" or not _has_get(resource):
-                    root.router.add_route(route.method, resource.canonical, route.handler)
+                root.router.add_route(route.method, resource.canonical, route.handler)
         for middleware in part.middlewares:
             if middleware not in root.middlewares:
                 root.middlewares.append(middleware)
@@ -103,10 +104,6 @@ def compose(settings: Settings) -> web.Application:
         root.router.add_get("/", _index)
         root.router.add_static("/", STATIC_ROOT, show_index=False)
     return root
-
-
-def _has_get(resource: Any) -> bool:
-    return any(route.method == "GET" for route in resource)
 
 
 async def _index(request: web.Request) -> web.FileResponse:

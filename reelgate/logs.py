@@ -16,8 +16,19 @@ _SECRETS = [
     (re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+"), "[redacted-jwt]"),
 ]
 
+# Every text the patterns above can match contains one of these words, so a line without
+# any of them - nearly every access-log line - is checked with one casefold() and four
+# substring tests instead of four regex substitutions (about 50x cheaper; the redaction was
+# ~12% of a media node's CPU per request in py-spy, see docs/benchmarks.md). casefold()
+# also maps the characters re.IGNORECASE equates with these letters (K for k, ſ for s).
+def _may_hold_secret(text: str) -> bool:
+    folded = text.casefold()
+    return "token" in folded or "bearer" in folded or "password" in folded or "eyj" in folded
+
 
 def redact(text: str) -> str:
+    if not _may_hold_secret(text):
+        return text
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
     return text
@@ -48,11 +59,33 @@ def install_redaction() -> None:
             logger.addFilter(RedactingFilter())
 
 
+class _Formatter(logging.Formatter):
+    """Formats the timestamp once per second, not per record: strftime() on every access-log
+    line was a visible share of a media node's request (py-spy). Exact, since the format
+    shows whole seconds."""
+
+    _stamp: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second, text = self._stamp
+        if int(record.created) != second:
+            text = super().formatTime(record, datefmt)
+            self._stamp = (int(record.created), text)  # one assignment: thread-safe
+        return text
+
+
 def setup_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+        _Formatter("%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S")
     )
+    # The format shows no thread, process or source line: records need not collect them
+    # (logging HOWTO, "Optimization" names these switches). current_thread() and the
+    # caller lookup (sys._getframe) were ~4% of a media node's request.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None  # type: ignore[attr-defined]
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

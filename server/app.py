@@ -14,8 +14,9 @@ from reelgate.leases import LeaseStore, open_leases
 from reelgate.tokens import load_verifier
 from server.access import SessionCache, StreamAccess, TokenCache
 from server.media import MediaResolver
+from server.open_files import OpenFiles
 from server.resources import RESOURCES, Resources
-from server.routes import record_time_to_first_byte, routes, stamp_start
+from server.routes import record_time_to_first_byte, routes
 from storage import open_storage
 from storage.base import Storage
 
@@ -32,7 +33,6 @@ def create_app(
     storage: Storage | None = None,
 ) -> web.Application:
     app = base_app("media", max_body_bytes=64 * 1024)
-    app.middlewares.insert(0, stamp_start)
     storage = storage or open_storage(default_storage_url(settings))
     app[RESOURCES] = Resources(
         settings=settings,
@@ -41,6 +41,7 @@ def create_app(
         storage=storage,
         resolver=MediaResolver(storage, settings.catalog_url, settings.service_key),
         use_sendfile=settings.media_sendfile,
+        open_files=OpenFiles(),
     )
     app.add_routes(routes)
     app.on_response_prepare.append(record_time_to_first_byte)
@@ -76,6 +77,7 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     yield
     await res.resolver.close()
     await res.access.close()
+    res.open_files.close()
     await res.leases.close()
     await res.kv.close()
     await res.storage.close()

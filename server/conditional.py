@@ -15,6 +15,7 @@ Choices made where the RFC leaves room (each is marked "CHOICE" below):
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 import math
 import re
@@ -121,6 +122,9 @@ def _is_star(value: str) -> bool:
     return value.strip(_OWS) == "*"
 
 
+# Parsed once per object rather than per request; a ValueError is not cached, so an invalid
+# tag fails every time.
+@functools.lru_cache(maxsize=1024)
 def _current_tag(etag: str) -> EntityTag:
     tag = parse_entity_tag(etag)
     if tag is None:
@@ -154,7 +158,14 @@ _ASCTIME = re.compile(rf"{_DAY} ([a-z]{{3}}) ([ \d]\d) {_TIME} (\d{{4}})", re.IG
 
 def format_http_date(timestamp: float) -> str:
     """IMF-fixdate for a POSIX timestamp, floored to the second (§5.6.7)."""
-    return formatdate(math.floor(timestamp), usegmt=True)
+    return _format_second(math.floor(timestamp))
+
+
+# A media node formats the same few Last-Modified seconds on every response; formatdate()
+# costs more than the rest of the validator headers together (py-spy, docs/benchmarks.md).
+@functools.lru_cache(maxsize=1024)
+def _format_second(second: int) -> str:
+    return formatdate(second, usegmt=True)
 
 
 def parse_http_date(value: str | None) -> int | None:

@@ -9,7 +9,10 @@ Body bytes come from one of two sources:
 
 * a local file: ``loop.sendfile`` (zero-copy; headers are flushed first, as in aiohttp's
   FileResponse) with a fallback to positional reads in a worker thread when sendfile is off,
-  unavailable (uvloop: NotImplementedError) or impossible (TLS transports);
+  unavailable (uvloop: NotImplementedError) or impossible (TLS transports). The file is
+  opened for the response, or borrowed from an ``OpenFiles`` cache; with ``eager_sendfile``
+  one direct ``os.sendfile`` goes first. Both are the media node's hot path (no thread hop
+  to open a file, no event-loop round trips for a range that fits in the socket buffer);
 * ``open_range(start, end)``: an async iterator over the inclusive range, e.g. an object
   store stream (the same contract as ``storage.base.Storage.open_range``).
 
@@ -56,6 +59,7 @@ from server.http_ranges import (
     RangeOutcome,
     parse_range_header,
 )
+from server.open_files import OpenFiles
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "OpenRange", "send_object"]
 
@@ -111,12 +115,20 @@ async def send_object(
     use_sendfile: bool = True,
     max_ranges: int = DEFAULT_MAX_RANGES,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    open_files: OpenFiles | None = None,
+    eager_sendfile: bool = False,
 ) -> web.StreamResponse:
     """Answer GET/HEAD for one object of ``size`` bytes; return the (finished) response.
 
     ``etag`` must be a strong, quoted entity-tag (see ``conditional.make_etag``).
     ``local_path`` is preferred when given; otherwise ``open_range`` must be. Errors opening
     the local file (e.g. FileNotFoundError) propagate before anything is sent.
+    ``open_files``, when given, lends the local file's descriptor from that cache instead of
+    opening and closing it for this response (see ``server.open_files``).
+    ``eager_sendfile`` tries one ``os.sendfile`` on the socket at once and leaves only what
+    does not fit in the socket buffer to ``loop.sendfile`` (see ``_LocalFile._sendfile_now``).
+    Off by default, so that ``loop.sendfile`` stays the one sendfile entry point for callers
+    that hook or replace it; the media node turns it on.
     """
     _check_arguments(size, local_path, open_range, extra_headers, chunk_size, max_ranges)
     if request.method not in ("GET", "HEAD"):
@@ -146,7 +158,17 @@ async def send_object(
     # §9.3.2: HEAD gets GET's status and header fields (Content-Length included), no body.
     with_body = request.method == "GET" and body.length > 0
     source = (
-        await _open_source(local_path, open_range, use_sendfile, chunk_size) if with_body else None
+        await _open_source(
+            local_path,
+            open_range,
+            open_files,
+            size,
+            use_sendfile=use_sendfile,
+            eager_sendfile=eager_sendfile,
+            chunk_size=chunk_size,
+        )
+        if with_body
+        else None
     )
     try:
         await response.prepare(request)
@@ -183,8 +205,8 @@ def _check_arguments(
         raise ValueError("max_ranges must be >= 1")
     if local_path is None and open_range is None:
         raise ValueError("either local_path or open_range is required")
-    clashes = sorted(name for name in extra_headers if name.lower() in _RESERVED_FIELDS)
-    if clashes:
+    if not _RESERVED_FIELDS.isdisjoint(map(str.lower, extra_headers)):
+        clashes = sorted(name for name in extra_headers if name.lower() in _RESERVED_FIELDS)
         raise ValueError(f"extra_headers must not set {', '.join(clashes)}")
 
 
@@ -302,38 +324,56 @@ class _Source(Protocol):
 
 
 async def _open_source(
-    local_path: Path | None, open_range: OpenRange | None, use_sendfile: bool, chunk_size: int
+    local_path: Path | None,
+    open_range: OpenRange | None,
+    open_files: OpenFiles | None,
+    size: int,
+    **options: Any,
 ) -> _Source:
     if local_path is not None:
-        return await _LocalFile.open(local_path, use_sendfile=use_sendfile, chunk_size=chunk_size)
+        if open_files is not None:
+            shared = await open_files.acquire(local_path, size)
+            return _LocalFile(shared.file, release=lambda: open_files.release(shared), **options)
+        return await _LocalFile.open(local_path, **options)
     assert open_range is not None
     return _StreamedObject(open_range)
 
 
 class _LocalFile:
-    """One open file; sendfile or positional reads; closed safely even when cancelled.
+    """One open file; sendfile or positional reads; released safely even when cancelled.
 
     Blocking calls run in the default executor. They are awaited through asyncio.shield so
-    that, if the task is cancelled while a worker thread still uses the descriptor, closing
+    that, if the task is cancelled while a worker thread still uses the descriptor, releasing
     waits for that thread - closing a descriptor under a pending read could make it read a
-    reused descriptor number.
+    reused descriptor number. ``release`` closes the file, or hands a shared descriptor back
+    to its cache (which closes it once nobody uses it).
     """
 
-    def __init__(self, file: IO[bytes], *, use_sendfile: bool, chunk_size: int) -> None:
+    def __init__(
+        self,
+        file: IO[bytes],
+        *,
+        release: Callable[[], None] | None = None,
+        use_sendfile: bool,
+        eager_sendfile: bool,
+        chunk_size: int,
+    ) -> None:
         self._file = file
+        self._release = release or file.close
         self._use_sendfile = use_sendfile
+        self._eager_sendfile = eager_sendfile
         self._chunk_size = chunk_size
         self._pending: asyncio.Future[Any] | None = None
 
     @classmethod
-    async def open(cls, path: Path, *, use_sendfile: bool, chunk_size: int) -> _LocalFile:
+    async def open(cls, path: Path, **options: Any) -> _LocalFile:
         opening = asyncio.get_running_loop().run_in_executor(None, _open_for_reading, path)
         try:
             file = await asyncio.shield(opening)
         except asyncio.CancelledError:
             opening.add_done_callback(_close_opened_file)
             raise
-        return cls(file, use_sendfile=use_sendfile, chunk_size=chunk_size)
+        return cls(file, **options)
 
     async def send(
         self, request: web.Request, response: web.StreamResponse, rng: ByteRange
@@ -342,38 +382,74 @@ class _LocalFile:
             # An empty write hands any status line/headers aiohttp may still be buffering to
             # the transport (StreamResponse sends them at prepare() today; Response does not).
             await response.write(b"")
-            if await self._sendfile(request, rng):
+            sent = await self._sendfile(request, rng)
+            if sent == rng.length:
                 return
             self._use_sendfile = False  # not available on this loop/transport; stop trying
+            rng = ByteRange(rng.start + sent, rng.end)  # the rest, if the eager send began it
         await self._copy(response, rng)
 
-    async def _sendfile(self, request: web.Request, rng: ByteRange) -> bool:
-        """Zero-copy send of ``rng``; False when sendfile is unavailable (nothing sent)."""
+    async def _sendfile(self, request: web.Request, rng: ByteRange) -> int:
+        """Zero-copy send of ``rng``; fewer bytes than asked only when sendfile is
+        unavailable (the caller copies the rest). A short file raises _SourceError."""
         transport = request.transport
         if transport is None or transport.is_closing():
             raise ConnectionResetError("connection lost")
+        offset, count = rng.start, rng.length
+        eager = self._sendfile_now(transport, offset, count) if self._eager_sendfile else 0
+        if eager == count:
+            return eager
         loop = asyncio.get_running_loop()
         # Headers and multipart preambles went through transport.write(); loop.sendfile
         # waits for that buffer to drain before sending file bytes, so order is kept (this
         # is what aiohttp's FileResponse relies on too). fallback=False: asyncio's own
         # fallback reads in a thread we could not wait for on cancellation; ours can.
         try:
-            sent = await loop.sendfile(transport, self._file, rng.start, rng.length, fallback=False)
+            sent = await loop.sendfile(
+                transport, self._file, offset + eager, count - eager, fallback=False
+            )
         except (NotImplementedError, asyncio.SendfileNotAvailableError):
-            return False  # uvloop, or os.sendfile refused before sending anything
+            return eager  # uvloop, or os.sendfile refused before sending anything
         except RuntimeError:
             # Raised up front: "Transport is closing" or a transport without native sendfile.
             if transport.is_closing():
                 raise ConnectionResetError("connection lost") from None
-            return False
+            return eager
         except ConnectionError:
             raise
         except OSError as exc:
             raise _SourceError(f"sendfile failed: {exc}") from exc
-        if sent != rng.length:
+        if eager + sent != count:
             # sendfile stops at end of file: the file shrank below the promised length.
-            raise _SourceError(f"file ended after {sent} of {rng.length} bytes")
-        return True
+            raise _SourceError(f"file ended after {eager + sent} of {count} bytes")
+        return count
+
+    def _sendfile_now(self, transport: asyncio.BaseTransport, offset: int, count: int) -> int:
+        """One os.sendfile() on the socket, now; the bytes it took (0 when it cannot).
+
+        loop.sendfile costs several event-loop steps per call (pause and resume reading,
+        i.e. two epoll_ctl calls, an fstat, an lseek, a future): a quarter of a 64 KiB
+        range's CPU on the media node. When nothing is queued in the transport (so byte
+        order is kept) a range that fits in the socket buffer goes out in this one call;
+        the socket is non-blocking, so a full buffer just sends less, and loop.sendfile
+        sends the rest when the socket is writable again.
+        """
+        if not isinstance(transport, asyncio.WriteTransport) or transport.get_write_buffer_size():
+            return 0
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return 0
+        try:
+            sent = os.sendfile(sock.fileno(), self._file.fileno(), offset, count)
+        except BlockingIOError:
+            return 0  # socket buffer full: loop.sendfile waits for it
+        except (BrokenPipeError, ConnectionResetError):
+            raise ConnectionResetError("connection lost") from None
+        except OSError:
+            return 0  # e.g. a file system without sendfile: loop.sendfile decides
+        if sent == 0:
+            raise _SourceError(f"file ended at offset {offset}, before {offset + count - 1}")
+        return sent
 
     async def _copy(self, response: web.StreamResponse, rng: ByteRange) -> None:
         offset, remaining = rng.start, rng.length
@@ -399,9 +475,9 @@ class _LocalFile:
     async def aclose(self) -> None:
         pending = self._pending
         if pending is not None and not pending.done():
-            pending.add_done_callback(lambda _: self._file.close())
+            pending.add_done_callback(lambda _: self._release())
         else:
-            self._file.close()
+            self._release()
 
 
 def _open_for_reading(path: Path) -> IO[bytes]:

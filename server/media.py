@@ -28,6 +28,10 @@ from storage.base import ObjectNotFound, Storage
 
 log = logging.getLogger("reelgate.media.resolver")
 
+# Resolved once: `.labels()` on every request showed up in py-spy (lock, key building).
+_HIT = metrics.CACHE_LOOKUPS.labels("media", "media_object", "local", "hit")
+_MISS = metrics.CACHE_LOOKUPS.labels("media", "media_object", "local", "miss")
+
 
 class CatalogUnavailable(Exception):
     pass
@@ -88,9 +92,9 @@ class MediaResolver:
     async def resolve(self, movie_id: uuid.UUID) -> MediaObject | None:
         known = self._known.get(movie_id)
         if known is not None and known[1] > time.monotonic():
-            metrics.CACHE_LOOKUPS.labels("media", "media_object", "local", "hit").inc()
+            _HIT.inc()
             return known[0]
-        metrics.CACHE_LOOKUPS.labels("media", "media_object", "local", "miss").inc()
+        _MISS.inc()
         return await self._flights.run(movie_id, lambda: self._fetch(movie_id))
 
     async def _fetch(self, movie_id: uuid.UUID) -> MediaObject | None:

@@ -11,6 +11,7 @@ from reelgate.kv import KeyValue
 from reelgate.leases import LeaseStore
 from server.access import StreamAccess
 from server.media import MediaResolver
+from server.open_files import OpenFiles
 from storage.base import Storage
 
 
@@ -22,6 +23,7 @@ class Resources:
     storage: Storage
     resolver: MediaResolver
     use_sendfile: bool
+    open_files: OpenFiles
     access: StreamAccess | None = None  # set at start-up (the verifier may need the JWKS)
 
 
