@@ -15,9 +15,14 @@ from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
 from reelgate.openapi import SERVICES, merged_openapi, node_openapi
 
+# The contract lives in ../shared/API.md beside the checkout; docs/contract/API.md
+# is the copy this code was built against, for checkouts without shared/.
+_REPO = Path(__file__).resolve().parents[2]
+_SHARED = _REPO.parent / "shared" / "API.md"
 CONTRACT = Path(
     os.environ.get(
-        "REELGATE_API_CONTRACT", Path(__file__).resolve().parents[3] / "shared" / "API.md"
+        "REELGATE_API_CONTRACT",
+        _SHARED if _SHARED.is_file() else _REPO / "docs" / "contract" / "API.md",
     )
 )
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
