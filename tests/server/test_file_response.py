@@ -663,7 +663,6 @@ async def running(app: web.Application, *, handler_cancellation: bool) -> AsyncI
         await runner.cleanup()
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
 @pytest.mark.parametrize("handler_cancellation", [False, True], ids=["nocancel", "cancel"])
 @pytest.mark.parametrize("range_header", [None, "bytes=0-1000,2000000-"], ids=["200", "206"])
 async def test_client_abort_releases_file_descriptors(
