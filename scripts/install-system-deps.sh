@@ -6,6 +6,7 @@
 #   nginx              nginx (/usr/sbin/nginx)                               (package: nginx-light)
 #   ffmpeg             ffmpeg + ffprobe                                      (package: ffmpeg)
 #   promtool           promtool, checks prometheus/prometheus.yml            (package: prometheus)
+#   wrk                wrk, load generator of `make bench`                   (package: wrk)
 #   Chromium           chromium (/usr/bin/chromium), driven by Playwright in tests/web/  (package: chromium)
 #
 # Idempotent and quick (no apt, no network) when everything is present.
@@ -57,6 +58,8 @@ check_all() {
     # Playwright cannot download its own browser here; tests/web/ drives Debian's.
     chromium_bin=$(find_bin chromium) || { chromium_bin=""; missing_pkgs+=(chromium); missing_what+=("chromium"); }
     promtool_bin=$(find_bin promtool) || { promtool_bin=""; missing_pkgs+=(prometheus); missing_what+=("promtool"); }
+    # The load generator of `make bench` (benchmarks/media.py, benchmarks/balancer.py).
+    find_bin wrk >/dev/null || { missing_pkgs+=(wrk); missing_what+=("wrk"); }
     return 0
 }
 
