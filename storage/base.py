@@ -84,3 +84,18 @@ class Storage(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class StatExists:
+    """`exists` for any backend whose `stat` raises ObjectNotFound for a missing object."""
+
+    async def stat(self, key: str) -> ObjectInfo:
+        raise NotImplementedError
+
+    async def exists(self, key: str) -> bool:
+        """True if the object exists. InvalidKey still raises: a bad key is a bug, not 'no'."""
+        try:
+            await self.stat(key)
+        except ObjectNotFound:
+            return False
+        return True

@@ -31,6 +31,7 @@ from storage.base import (
     InvalidKey,
     ObjectInfo,
     ObjectNotFound,
+    StatExists,
     StorageError,
     StoredObject,
     TooLarge,
@@ -45,7 +46,7 @@ _READ_FILE_CHUNK = 1024 * 1024  # write_file() read size
 _DIGEST_RE = re.compile(r"[0-9a-fA-F]{64}")
 
 
-class LocalStorage:
+class LocalStorage(StatExists):
     """Content-addressed objects in a local directory (see the module docstring).
 
     `executor` runs the blocking file-system calls; None means the loop's default
@@ -181,14 +182,6 @@ class LocalStorage:
         parse_key(key)
         st = await self._run(self._stat_object, key)
         return ObjectInfo(key=key, size=st.st_size, mtime=st.st_mtime)
-
-    async def exists(self, key: str) -> bool:
-        """True if the object exists. InvalidKey still raises: a bad key is a bug, not 'no'."""
-        try:
-            await self.stat(key)
-        except ObjectNotFound:
-            return False
-        return True
 
     def open_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
         """Yield bytes `start..end` inclusive in chunks of at most `chunk_size`.

@@ -59,6 +59,7 @@ from storage.base import (
     DigestMismatch,
     ObjectInfo,
     ObjectNotFound,
+    StatExists,
     StorageError,
     StoredObject,
     TooLarge,
@@ -170,7 +171,7 @@ def _resolve_region(
 # ---------------------------------------------------------------- the backend
 
 
-class S3Storage:
+class S3Storage(StatExists):
     """Content-addressed objects in an S3 bucket under a prefix (see the module docstring).
 
     `endpoint_url`: an S3-compatible service (MinIO, Ceph, R2, moto...); None resolves
@@ -456,14 +457,6 @@ class S3Storage:
         return ObjectInfo(
             key=key, size=head["ContentLength"], mtime=head["LastModified"].timestamp()
         )
-
-    async def exists(self, key: str) -> bool:
-        """True if the object exists. InvalidKey still raises: a bad key is a bug, not 'no'."""
-        try:
-            await self.stat(key)
-        except ObjectNotFound:
-            return False
-        return True
 
     def open_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
         """Yield bytes `start..end` inclusive in chunks of exactly `chunk_size` (the last
