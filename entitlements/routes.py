@@ -12,16 +12,17 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from entitlements import cache, playback, schemas, service
 from entitlements.models import Plan, Subscription, User
 from entitlements.resources import RESOURCES, Resources
 from reelgate import metrics
 from reelgate.auth import (
+    PRINCIPAL,
     Principal,
     current_principal,
-    require_admin,
-    require_admin_or_service,
+    is_service_call,
 )
 from reelgate.http import (
     decode_json,
@@ -69,6 +70,44 @@ def _subscription_out(subscription: Subscription) -> schemas.SubscriptionOut:
 
 
 # ---------------------------------------------------------------- auth
+
+_ROLE_CHECKED = web.RequestKey("admin_role_checked", bool)
+
+
+async def _checked_principal(request: web.Request) -> Principal:
+    """The caller, with an admin token's role checked against the account.
+
+    An access token stays valid until it expires (`REELGATE_ACCESS_TOKEN_TTL_S`)
+    even if its admin was deleted or demoted meanwhile; admin powers must end
+    at once, so an admin claim costs one primary-key lookup: a deleted account
+    is 401 (its token no longer stands for anyone), a demoted one acts as what
+    it now is. Viewer tokens are taken as they are (routes acting on the
+    viewer's own account look it up themselves, with `_live_caller`)."""
+    principal = current_principal(request)
+    if not principal.is_admin or request.get(_ROLE_CHECKED):
+        return principal
+    async with _resources(request).db.transaction() as session:
+        role = await service.account_role(session, principal.user_id)
+    if role is None:
+        raise unauthorized("This account no longer exists.")
+    principal = Principal(user_id=principal.user_id, role=role)
+    # Later reads of the principal in this request see the account's real role.
+    request[PRINCIPAL] = principal
+    request[_ROLE_CHECKED] = True
+    return principal
+
+
+async def require_live_admin(request: web.Request) -> Principal:
+    principal = await _checked_principal(request)
+    if not principal.is_admin:
+        raise forbidden("This action needs the admin role.", code="admin_required")
+    return principal
+
+
+async def require_live_admin_or_service(request: web.Request) -> Principal:
+    if is_service_call(request):
+        return Principal(user_id=None, role="service")
+    return await require_live_admin(request)
 
 
 def client_address(request: web.Request) -> str:
@@ -270,7 +309,7 @@ async def patch_me(request: web.Request) -> web.Response:
 @documented("List users", tags=("users",), auth="admin", query=schemas.ListQuery,
             responses={200: Page[schemas.UserOut]})
 async def list_users(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_live_admin(request)
     query = parse_query(request, schemas.ListQuery)
     async with _resources(request).db.transaction() as session:
         users, total = await service.list_users(session, query)
@@ -285,7 +324,7 @@ async def list_users(request: web.Request) -> web.Response:
     responses={201: schemas.UserOut, 409: "email_taken"},
 )
 async def create_user(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_live_admin(request)
     body = await parse_body(request, schemas.UserCreateIn)
     res = _resources(request)
     async with res.db.transaction() as session:
@@ -300,7 +339,7 @@ def _with_deleted(request: web.Request) -> bool:
 @documented("Read a user", tags=("users",), auth="admin", query=schemas.DeletedQuery,
             responses={200: schemas.UserOut})
 async def get_user(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_live_admin(request)
     user_id = parse_uuid(request.match_info["user_id"], "User")
     async with _resources(request).db.transaction() as session:
         user = await service.get_user(session, user_id, with_deleted=_with_deleted(request))
@@ -315,7 +354,7 @@ async def get_user(request: web.Request) -> web.Response:
     responses={200: schemas.UserOut, 409: "email_taken"},
 )
 async def patch_user(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_live_admin(request)
     user_id = parse_uuid(request.match_info["user_id"], "User")
     body = await parse_body(request, schemas.UserUpdateIn)
     res = _resources(request)
@@ -331,7 +370,7 @@ async def patch_user(request: web.Request) -> web.Response:
 @documented("Soft-delete a user: tokens revoked, streams stopped", tags=("users",),
             auth="admin", responses={204: None})
 async def delete_user(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_live_admin(request)
     user_id = parse_uuid(request.match_info["user_id"], "User")
     res = _resources(request)
     async with res.db.transaction() as session:
@@ -345,7 +384,7 @@ async def delete_user(request: web.Request) -> web.Response:
 @documented("Restore a soft-deleted user", tags=("users",), auth="admin",
             responses={200: schemas.UserOut})
 async def restore_user(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_live_admin(request)
     user_id = parse_uuid(request.match_info["user_id"], "User")
     res = _resources(request)
     async with res.db.transaction() as session:
@@ -369,7 +408,7 @@ async def restore_user(request: web.Request) -> web.Response:
 async def list_plans(request: web.Request) -> web.Response:
     query = parse_query(request, schemas.ListQuery)
     if query.with_deleted:
-        require_admin(request)
+        await require_live_admin(request)
     async with _resources(request).db.transaction() as session:
         plans, total = await service.list_plans(session, query)
     return _page(plans, total, query, schemas.PlanOut)
@@ -387,7 +426,7 @@ async def get_plan(request: web.Request) -> web.Response:
     plan_id = parse_uuid(request.match_info["plan_id"], "Plan")
     with_deleted = _with_deleted(request)
     if with_deleted:
-        require_admin(request)
+        await require_live_admin(request)
     async with _resources(request).db.transaction() as session:
         plan = await service.get_plan(session, plan_id, with_deleted=with_deleted)
     return model_response(_plan_out(plan))
@@ -396,7 +435,7 @@ async def get_plan(request: web.Request) -> web.Response:
 @documented("Create a plan", tags=("plans",), auth="admin", body=schemas.PlanIn,
             responses={201: schemas.PlanOut})
 async def create_plan(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_live_admin(request)
     body = await parse_body(request, schemas.PlanIn)
     async with _resources(request).db.transaction() as session:
         plan = Plan(**body.model_dump())
@@ -408,7 +447,7 @@ async def create_plan(request: web.Request) -> web.Response:
 @documented("Update a plan", tags=("plans",), auth="admin", body=schemas.PlanPatch,
             responses={200: schemas.PlanOut})
 async def patch_plan(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_live_admin(request)
     plan_id = parse_uuid(request.match_info["plan_id"], "Plan")
     body = await parse_body(request, schemas.PlanPatch)
     res = _resources(request)
@@ -430,7 +469,7 @@ async def patch_plan(request: web.Request) -> web.Response:
     responses={204: None},
 )
 async def delete_plan(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_live_admin(request)
     plan_id = parse_uuid(request.match_info["plan_id"], "Plan")
     async with _resources(request).db.transaction() as session:
         plan = await service.get_plan(session, plan_id)
@@ -442,7 +481,7 @@ async def delete_plan(request: web.Request) -> web.Response:
 @documented("Restore a soft-deleted plan", tags=("plans",), auth="admin",
             responses={200: schemas.PlanOut})
 async def restore_plan(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_live_admin(request)
     plan_id = parse_uuid(request.match_info["plan_id"], "Plan")
     async with _resources(request).db.transaction() as session:
         plan = await service.get_plan(session, plan_id, with_deleted=True)
@@ -468,7 +507,7 @@ async def plan_movies(request: web.Request) -> web.Response:
 @documented("Add a movie to a plan (idempotent)", tags=("plans",), auth="admin",
             responses={204: None})
 async def add_plan_movie(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_live_admin(request)
     plan_id = parse_uuid(request.match_info["plan_id"], "Plan")
     movie_id = parse_uuid(request.match_info["movie_id"], "Movie")
     res = _resources(request)
@@ -482,7 +521,7 @@ async def add_plan_movie(request: web.Request) -> web.Response:
 @documented("Remove a movie from a plan", tags=("plans",), auth="admin",
             responses={204: None})
 async def remove_plan_movie(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_live_admin(request)
     plan_id = parse_uuid(request.match_info["plan_id"], "Plan")
     movie_id = parse_uuid(request.match_info["movie_id"], "Movie")
     res = _resources(request)
@@ -510,7 +549,7 @@ async def remove_plan_movie(request: web.Request) -> web.Response:
     },
 )
 async def create_subscription(request: web.Request) -> web.Response:
-    principal = current_principal(request)
+    principal = await _checked_principal(request)
     body = await parse_body(request, schemas.SubscriptionIn)
     user_id = principal.user_id
     if body.user_id is not None and body.user_id != principal.user_id:
@@ -534,7 +573,7 @@ async def create_subscription(request: web.Request) -> web.Response:
     responses={200: Page[schemas.SubscriptionOut]},
 )
 async def list_subscriptions(request: web.Request) -> web.Response:
-    principal = current_principal(request)
+    principal = await _checked_principal(request)
     query = parse_query(request, schemas.SubscriptionListQuery)
     only = None if principal.is_admin else principal.user_id
     async with _resources(request).db.transaction() as session:
@@ -542,8 +581,9 @@ async def list_subscriptions(request: web.Request) -> web.Response:
     return _page(items, total, query, schemas.SubscriptionOut)
 
 
-async def _visible_subscription(request: web.Request, session) -> Subscription:  # type: ignore[no-untyped-def]
-    principal = current_principal(request)
+async def _visible_subscription(
+    request: web.Request, session: AsyncSession, principal: Principal
+) -> Subscription:
     subscription_id = parse_uuid(request.match_info["subscription_id"], "Subscription")
     subscription = await service.get_subscription(session, subscription_id)
     if not principal.is_admin and subscription.user_id != principal.user_id:
@@ -555,8 +595,9 @@ async def _visible_subscription(request: web.Request, session) -> Subscription: 
 @documented("Read a subscription (your own, or any as admin)", tags=("subscriptions",),
             auth="user", responses={200: schemas.SubscriptionOut})
 async def get_subscription(request: web.Request) -> web.Response:
+    principal = await _checked_principal(request)
     async with _resources(request).db.transaction() as session:
-        subscription = await _visible_subscription(request, session)
+        subscription = await _visible_subscription(request, session, principal)
     return model_response(_subscription_out(subscription))
 
 
@@ -568,7 +609,7 @@ async def get_subscription(request: web.Request) -> web.Response:
     responses={200: schemas.SubscriptionOut, 409: "subscription_exists"},
 )
 async def patch_subscription(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_live_admin(request)
     subscription_id = parse_uuid(request.match_info["subscription_id"], "Subscription")
     body = await parse_body(request, schemas.SubscriptionPatch)
     res = _resources(request)
@@ -586,9 +627,10 @@ async def patch_subscription(request: web.Request) -> web.Response:
     responses={200: schemas.SubscriptionOut},
 )
 async def cancel_subscription(request: web.Request) -> web.Response:
+    principal = await _checked_principal(request)
     res = _resources(request)
     async with res.db.transaction() as session:
-        subscription = await _visible_subscription(request, session)
+        subscription = await _visible_subscription(request, session, principal)
         subscription = await service.cancel_subscription(session, subscription)
     await res.invalidate(users=[subscription.user_id])
     await end_user_sessions(res, subscription.user_id)
@@ -654,7 +696,7 @@ def _parse_billing_event(raw: bytes) -> schemas.BillingEventIn:
     responses={200: schemas.Decision},
 )
 async def check_entitlement(request: web.Request) -> web.Response:
-    require_admin_or_service(request)
+    await require_live_admin_or_service(request)
     query = parse_query(request, schemas.CheckQuery)
     decision = await decide_cached(request, query.user_id, query.movie_id)
     return model_response(decision)
@@ -723,7 +765,7 @@ def _session_out(lease: Lease) -> schemas.SessionOut:
     },
 )
 async def start_playback(request: web.Request) -> web.Response:
-    principal, user = await _live_caller(request)
+    _, user = await _live_caller(request)
     body = await parse_body(request, schemas.PlaybackIn)
     res = _resources(request)
     decision = await decide_cached(request, user.id, body.movie_id)
@@ -768,7 +810,7 @@ async def list_playback(request: web.Request) -> web.Response:
 
 
 async def _owned_lease(request: web.Request) -> tuple[Principal, Lease]:
-    principal = current_principal(request)
+    principal = await _checked_principal(request)
     session_id = str(parse_uuid(request.match_info["session_id"], "Playback session"))
     lease = await _resources(request).leases.get(session_id)
     if lease is None or (lease.user_id != str(principal.user_id) and not principal.is_admin):
@@ -788,7 +830,7 @@ async def _owned_lease(request: web.Request) -> tuple[Principal, Lease]:
     },
 )
 async def heartbeat(request: web.Request) -> web.Response:
-    principal, lease = await _owned_lease(request)
+    _, lease = await _owned_lease(request)
     body = await parse_body(request, schemas.HeartbeatIn)
     res = _resources(request)
     user_id, movie_id = uuid.UUID(lease.user_id), uuid.UUID(lease.movie_id)

@@ -5,10 +5,12 @@ a client must see; the caller owns the transaction."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import secrets
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +32,7 @@ from entitlements.models import (
     Subscription,
     User,
 )
-from reelgate.db import utcnow
+from reelgate.db import broken_constraint, utcnow
 from reelgate.pagination import PageQuery
 from reelgate.problems import Problem, conflict, not_found, unauthorized
 from reelgate.tokens import TokenSigner
@@ -61,7 +63,47 @@ class Passwords:
         return ok and password_hash is not None
 
 
+# ---------------------------------------------------------------- lost races
+
+# Unique rules as PostgreSQL names them (constraint, index) and as SQLite does
+# (the columns), so a lost race is recognised on both.
+EMAIL_UNIQUE = frozenset({"uq_users_email", "users.email"})
+LIVE_SUBSCRIPTION_UNIQUE = frozenset({"uq_subscriptions_live_user", "subscriptions.user_id"})
+
+
+def email_taken_problem() -> Problem:
+    return conflict("email_taken", "An account with this e-mail already exists.")
+
+
+def subscription_exists_problem() -> Problem:
+    return conflict("subscription_exists", "This user already has a live subscription.")
+
+
+@contextlib.contextmanager
+def race_lost_to(rule: frozenset[str], problem: Callable[[], Problem]) -> Iterator[None]:
+    """Pre-checks and writes are separate statements, so a concurrent request
+    can slip in between; the database's unique rule then refuses the write,
+    and the client gets the pre-check's answer. Other integrity errors are bugs."""
+    try:
+        yield
+    except IntegrityError as exc:
+        if broken_constraint(exc) not in rule:
+            raise
+        raise problem() from None
+
+
 # ---------------------------------------------------------------- users
+
+
+async def email_taken(session: AsyncSession, email: str) -> bool:
+    return await session.scalar(select(User.id).where(User.email == email)) is not None
+
+
+async def account_role(session: AsyncSession, user_id: uuid.UUID | None) -> str | None:
+    """The role of a live account, None if it is deleted or unknown (a primary-key lookup)."""
+    return await session.scalar(
+        select(User.role).where(User.id == user_id, User.deleted_at.is_(None))
+    )
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID, *, with_deleted: bool = False) -> User:
@@ -74,16 +116,12 @@ async def get_user(session: AsyncSession, user_id: uuid.UUID, *, with_deleted: b
 async def create_user(
     session: AsyncSession, passwords: Passwords, *, email: str, password: str, name: str, role: str
 ) -> User:
-    existing = await session.scalar(select(User.id).where(User.email == email))
-    if existing is not None:
-        raise conflict("email_taken", "An account with this e-mail already exists.")
+    if await email_taken(session, email):
+        raise email_taken_problem()
     user = User(email=email, name=name, role=role, password_hash=await passwords.hash(password))
     session.add(user)
-    try:
+    with race_lost_to(EMAIL_UNIQUE, email_taken_problem):
         await session.flush()
-    except IntegrityError:
-        # Lost a race with another registration of the same address.
-        raise conflict("email_taken", "An account with this e-mail already exists.") from None
     return user
 
 
@@ -105,18 +143,20 @@ async def ensure_admin(
 async def update_user(
     session: AsyncSession, passwords: Passwords, user: User, changes: dict[str, Any]
 ) -> User:
-    if "email" in changes and changes["email"] != user.email:
-        taken = await session.scalar(select(User.id).where(User.email == changes["email"]))
-        if taken is not None:
-            raise conflict("email_taken", "An account with this e-mail already exists.")
+    new_email = changes.get("email", user.email)
+    if new_email != user.email and await email_taken(session, new_email):
+        raise email_taken_problem()
     password = changes.pop("password", None)
     changes.pop("current_password", None)
-    for field, value in changes.items():
-        setattr(user, field, value)
-    if password is not None:
-        user.password_hash = await passwords.hash(password)
-        await revoke_all_refresh_tokens(session, user.id)
-    await session.flush()
+    password_hash = await passwords.hash(password) if password is not None else None
+    # Revoking tokens autoflushes the new e-mail first, so it is guarded too.
+    with race_lost_to(EMAIL_UNIQUE, email_taken_problem):
+        for field, value in changes.items():
+            setattr(user, field, value)
+        if password_hash is not None:
+            user.password_hash = password_hash
+            await revoke_all_refresh_tokens(session, user.id)
+        await session.flush()
     return user
 
 
@@ -314,14 +354,11 @@ async def create_subscription(
     session: AsyncSession, user: User, plan: Plan
 ) -> Subscription:
     if await live_subscription(session, user.id) is not None:
-        raise conflict("subscription_exists", "This user already has a live subscription.")
+        raise subscription_exists_problem()
     subscription = Subscription(user_id=user.id, plan_id=plan.id, status="pending_payment")
     session.add(subscription)
-    try:
+    with race_lost_to(LIVE_SUBSCRIPTION_UNIQUE, subscription_exists_problem):
         await session.flush()
-    except IntegrityError:
-        # The partial unique index caught a concurrent subscribe.
-        raise conflict("subscription_exists", "This user already has a live subscription.") from None
     return subscription
 
 
@@ -344,15 +381,16 @@ async def change_subscription(
         await get_plan(session, patch.plan_id)
         subscription.plan_id = patch.plan_id
     if patch.status is not None and patch.status != subscription.status:
-        if patch.status in LIVE_STATUSES and subscription.status not in LIVE_STATUSES:
-            if await live_subscription(session, subscription.user_id) is not None:
-                raise conflict("subscription_exists", "This user already has a live subscription.")
+        revives = patch.status in LIVE_STATUSES and subscription.status not in LIVE_STATUSES
+        if revives and await live_subscription(session, subscription.user_id) is not None:
+            raise subscription_exists_problem()
         subscription.status = patch.status
         if patch.status == "canceled":
             subscription.canceled_at = utcnow()
     if patch.current_period_end is not None:
         subscription.current_period_end = patch.current_period_end
-    await session.flush()
+    with race_lost_to(LIVE_SUBSCRIPTION_UNIQUE, subscription_exists_problem):
+        await session.flush()
     return subscription
 
 

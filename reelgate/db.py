@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from sqlalchemy import DateTime, event, text
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,7 +23,6 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.types import TypeDecorator
-
 
 # Deterministic constraint names, so Alembic can drop and alter them on every backend.
 NAMING_CONVENTION = {
@@ -96,6 +97,24 @@ def is_postgres(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+_SQLITE_UNIQUE_PREFIX = "UNIQUE constraint failed: "
+
+
+def broken_constraint(exc: IntegrityError) -> str | None:
+    """Which rule a refused write broke, so callers map only the races they
+    expect: the constraint or index name on PostgreSQL (asyncpg reports it),
+    the "table.column" list on SQLite (which names no constraint); else None."""
+    driver_error = exc.orig
+    for candidate in (driver_error, getattr(driver_error, "__cause__", None)):
+        name = getattr(candidate, "constraint_name", None)
+        if name:
+            return str(name)
+    message = str(driver_error)
+    if message.startswith(_SQLITE_UNIQUE_PREFIX):
+        return message[len(_SQLITE_UNIQUE_PREFIX) :]
+    return None
+
+
 class Database:
     """An engine and its session factory; `transaction()` is the unit of work."""
 
@@ -124,7 +143,12 @@ class _Transaction:
         await self.session.begin()
         return self.session
 
-    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         try:
             if exc_type is None:
                 await self.session.commit()

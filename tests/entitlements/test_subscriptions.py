@@ -7,6 +7,9 @@ import asyncio
 import datetime as dt
 import uuid
 
+from entitlements import service
+from entitlements.models import Subscription
+from entitlements.resources import RESOURCES
 from tests.entitlements.conftest import entitled_viewer, pay
 from tests.entitlements.support import (
     assert_invalid_token,
@@ -122,6 +125,23 @@ async def test_parallel_subscribes_yield_exactly_one(api, admin):
 # ---------------------------------------------------------------- list and read
 
 
+async def test_a_demoted_admin_is_a_viewer_at_once(api, admin):
+    """Admin powers on shared routes follow the account, not the token's claim."""
+    plan = await create_plan(admin)
+    viewer, user = await api.register_viewer()
+    sub = await viewer.ok("POST", "/api/subscriptions", {"plan_id": plan["id"]}, status=201)
+    body = {"email": f"a-{uuid.uuid4().hex[:10]}@example.com", "password": "admin-pass-1",
+            "name": "Admin", "role": "admin"}
+    other_user = await admin.ok("POST", "/api/users", body, status=201)
+    other = await api.login(body["email"], body["password"])
+    assert (await other.ok("GET", "/api/subscriptions"))["total"] == 1
+    await admin.ok("PATCH", f"/api/users/{other_user['id']}", {"role": "viewer"})
+    assert (await other.ok("GET", "/api/subscriptions"))["total"] == 0
+    assert_problem(await other.call("GET", f"/api/subscriptions/{sub['id']}"), 404, "not_found")
+    response = await _subscribe(other, plan["id"], user_id=user["id"])
+    assert_problem(response, 403, "admin_required")
+
+
 async def test_viewers_list_their_own_and_admins_list_all(api, admin):
     plan = await create_plan(admin)
     alice, _ = await api.register_viewer()
@@ -223,6 +243,32 @@ async def test_reviving_a_subscription_while_another_is_live_is_409(api, admin):
     await viewer.ok("POST", "/api/subscriptions", {"plan_id": plan["id"]}, status=201)
     response = await admin.call("PATCH", f"/api/subscriptions/{old['id']}", {"status": "active"})
     assert_problem(response, 409, "subscription_exists")
+
+
+async def test_a_subscription_going_live_during_a_revival_is_409(api, admin, ent_client,
+                                                                monkeypatch):
+    """Another live subscription can commit between the revival's check and its
+    write; the partial unique index refuses the write with the usual 409."""
+    plan = await create_plan(admin)
+    viewer, user = await api.register_viewer()
+    old = await viewer.ok("POST", "/api/subscriptions", {"plan_id": plan["id"]}, status=201)
+    await viewer.ok("DELETE", f"/api/subscriptions/{old['id']}")
+    resources = ent_client.app[RESOURCES]
+    real_check = service.live_subscription
+
+    async def check_then_lose_the_race(session, user_id):
+        live = await real_check(session, user_id)
+        async with resources.db.transaction() as other:  # another request commits first
+            other.add(Subscription(user_id=user_id, plan_id=uuid.UUID(plan["id"]),
+                                   status="pending_payment"))
+        return live
+
+    monkeypatch.setattr(service, "live_subscription", check_then_lose_the_race)
+    response = await admin.call("PATCH", f"/api/subscriptions/{old['id']}", {"status": "active"})
+    monkeypatch.undo()
+    assert_problem(response, 409, "subscription_exists")
+    listed = await viewer.ok("GET", f"/api/subscriptions?user_id={user['id']}")
+    assert sorted(sub["status"] for sub in listed["items"]) == ["canceled", "pending_payment"]
 
 
 async def test_a_viewer_may_not_patch_even_their_own_subscription(api, admin):

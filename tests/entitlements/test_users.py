@@ -7,6 +7,9 @@ import uuid
 
 import pytest
 
+from entitlements import service
+from entitlements.models import User
+from entitlements.resources import RESOURCES
 from tests.entitlements.support import (
     assert_invalid_token,
     assert_problem,
@@ -149,6 +152,29 @@ async def test_patching_to_a_taken_email_is_409(admin, settings):
     assert_problem(response, 409, "email_taken")
 
 
+async def test_an_email_taken_between_the_check_and_the_write_is_409(admin, ent_client,
+                                                                   monkeypatch):
+    """The pre-check and the UPDATE are two statements: another account can take
+    the address in between. The unique index refuses the write, and the answer
+    is the pre-check's 409, not a 500."""
+    user = await _create(admin)
+    wanted = f"race-{uuid.uuid4().hex[:10]}@example.com"
+    resources = ent_client.app[RESOURCES]
+    real_check = service.email_taken
+
+    async def check_then_lose_the_race(session, email):
+        taken = await real_check(session, email)
+        async with resources.db.transaction() as other:  # another request commits first
+            other.add(User(email=email, name="Other", role="viewer", password_hash="x"))
+        return taken
+
+    monkeypatch.setattr(service, "email_taken", check_then_lose_the_race)
+    response = await admin.call("PATCH", f"/api/users/{user['id']}", {"email": wanted})
+    monkeypatch.undo()
+    assert_problem(response, 409, "email_taken")
+    assert (await admin.ok("GET", f"/api/users/{user['id']}"))["email"] == user["email"]
+
+
 async def test_patch_validates_its_body(admin):
     user = await _create(admin)
 
@@ -268,3 +294,40 @@ async def test_anonymous_callers_get_401_on_user_administration(api):
         assert_invalid_token(await api.call(method, path.format(id=uuid.uuid4()), body))
 
     await check_rows(ADMIN_ROUTES, check)
+
+
+async def _second_admin(api, admin):
+    body = _new_user(role="admin")
+    user = await admin.ok("POST", "/api/users", body, status=201)
+    return await api.login(body["email"], body["password"]), user
+
+
+async def test_a_deleted_admins_token_stops_working_at_once(api, admin):
+    """An access token outlives a deletion by up to its TTL; admin powers must not."""
+    other, user = await _second_admin(api, admin)
+    await other.ok("GET", "/api/users")
+    await admin.ok("DELETE", f"/api/users/{user['id']}", status=204)
+
+    async def check(method, path):
+        body = {"name": "x"} if method in ("POST", "PATCH") else None
+        assert_invalid_token(await other.call(method, path.format(id=user["id"]), body))
+
+    await check_rows(ADMIN_ROUTES + [("POST", "/api/plans"),
+                                     ("GET", check_path(user["id"], uuid.uuid4()))], check)
+
+
+async def test_a_demoted_admins_token_loses_the_role_at_once(api, admin):
+    other, user = await _second_admin(api, admin)
+    target = await _create(admin)
+    await admin.ok("PATCH", f"/api/users/{user['id']}", {"role": "viewer"})
+
+    async def check(method, path):
+        body = _new_user() if (method, path) == ("POST", "/api/users") else (
+            {"name": "x", "role": "admin"} if method == "PATCH" else None)
+        response = await other.call(method, path.format(id=target["id"]), body)
+        assert_problem(response, 403, "admin_required")
+
+    await check_rows(ADMIN_ROUTES, check)
+    assert await admin.ok("GET", f"/api/users/{target['id']}") == target
+    # Still a valid token: the account goes on as the viewer it now is.
+    assert (await other.ok("GET", "/api/users/me"))["role"] == "viewer"
