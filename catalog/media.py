@@ -9,7 +9,9 @@ The pipeline (`Ingestor.ingest`):
    failure, nor when the client goes away mid-upload);
 2. ffprobe measures the stored file; ffmpeg decodes a frame near the end (a
    truncated file whose index survived still probes fine, but cannot decode
-   its tail) and a poster frame at 10% of the duration, stored as `.jpg`;
+   its tail) and a poster frame at 10% of the duration, stored as `.jpg`. At
+   most `REELGATE_INGEST_CONCURRENCY` uploads per process are in this step at
+   once; the others wait for a slot;
 3. one transaction points the movie at the new objects, marks it `ready` and
    queues `movie.media_ready`;
 4. objects nobody references any more (the replaced media, or this upload
@@ -87,6 +89,7 @@ class MediaTools:
     ffprobe: str = "ffprobe"
     timeout_s: float = 120.0
     poster_width: int = 640
+    concurrency: int = 2  # ingests probing and decoding at once (per process)
 
 
 @dataclass(frozen=True)
@@ -351,6 +354,7 @@ def media_tools(settings: Settings) -> MediaTools:
         ffprobe=settings.ffprobe_path,
         timeout_s=settings.media_tool_timeout_s,
         poster_width=settings.poster_width,
+        concurrency=settings.ingest_concurrency,
     )
 
 
@@ -374,6 +378,9 @@ class Ingestor:
         self.storage = storage
         self.tools = tools
         self.on_commit = on_commit
+        # ffmpeg is CPU-bound: a burst of uploads queues here instead of
+        # forking a process per upload and starving the node.
+        self._tool_slots = asyncio.Semaphore(tools.concurrency)
 
     async def prepare(
         self,
@@ -390,7 +397,9 @@ class Ingestor:
         try:
             if stored.size == 0:
                 raise Unplayable("the body is empty")
-            async with local_file(self.storage, stored.key, stored.size) as path:
+            # The temporary copy (storage without local paths) is made inside the
+            # slot too, so waiting uploads do not each hold a copy on disk.
+            async with self._tool_slots, local_file(self.storage, stored.key, stored.size) as path:
                 info, poster = await inspect(
                     self.tools, path, size=stored.size, sha256=stored.sha256
                 )

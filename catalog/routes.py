@@ -357,13 +357,15 @@ async def create_actor(request: web.Request) -> web.Response:
 
 async def _update_actor(request: web.Request, changes: dict[str, Any]) -> web.Response:
     actor_id = _actor_id(request)
-    async with _resources(request).db.transaction() as session:
+    # `writing`: the movies the actor is cast in get events (see service.update_actor).
+    async with _resources(request).writing() as session:
         actor = await service.get_actor(session, actor_id)
         actor = await service.update_actor(session, actor, changes)
     return _json(service.actor_out(actor))
 
 
-@documented("Replace an actor", tags=("actors",), auth="admin", body=schemas.ActorIn,
+@documented("Replace an actor (emits `movie.updated` for each of their movies)",
+            tags=("actors",), auth="admin", body=schemas.ActorIn,
             responses={200: schemas.ActorOut})
 async def put_actor(request: web.Request) -> web.Response:
     require_admin(request)
@@ -371,31 +373,32 @@ async def put_actor(request: web.Request) -> web.Response:
     return await _update_actor(request, body.model_dump(include=service.ACTOR_FIELDS))
 
 
-@documented("Update some of an actor's fields", tags=("actors",), auth="admin",
-            body=schemas.ActorPatch, responses={200: schemas.ActorOut})
+@documented("Update some of an actor's fields (emits `movie.updated` for each of their movies)",
+            tags=("actors",), auth="admin", body=schemas.ActorPatch,
+            responses={200: schemas.ActorOut})
 async def patch_actor(request: web.Request) -> web.Response:
     require_admin(request)
     body = await parse_body(request, schemas.ActorPatch)
     return await _update_actor(request, body.model_dump(exclude_unset=True))
 
 
-@documented("Soft-delete an actor", tags=("actors",), auth="admin",
-            responses={204: None})
+@documented("Soft-delete an actor (their credits leave their movies: `movie.updated` for each)",
+            tags=("actors",), auth="admin", responses={204: None})
 async def delete_actor(request: web.Request) -> web.Response:
     require_admin(request)
     actor_id = _actor_id(request)
-    async with _resources(request).db.transaction() as session:
+    async with _resources(request).writing() as session:
         actor = await service.get_actor(session, actor_id)
         await service.delete_actor(session, actor)
     return web.Response(status=204)
 
 
-@documented("Restore a soft-deleted actor", tags=("actors",), auth="admin",
-            responses={200: schemas.ActorOut})
+@documented("Restore a soft-deleted actor (their credits return: `movie.updated` for each)",
+            tags=("actors",), auth="admin", responses={200: schemas.ActorOut})
 async def restore_actor(request: web.Request) -> web.Response:
     require_admin(request)
     actor_id = _actor_id(request)
-    async with _resources(request).db.transaction() as session:
+    async with _resources(request).writing() as session:
         actor = await service.get_actor(session, actor_id, with_deleted=True)
         actor = await service.restore_actor(session, actor)
     return _json(service.actor_out(actor))

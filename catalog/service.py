@@ -2,7 +2,8 @@
 attachment. Functions take an AsyncSession and raise `Problem` for outcomes a
 client must see; the caller owns the transaction. Every movie write queues its
 event (`events.add`) in that same transaction: the write and its event commit
-or vanish together."""
+or vanish together. An actor write is a write of every movie they are cast in
+(a movie's JSON embeds its cast), so it queues a `movie.updated` for each."""
 
 from __future__ import annotations
 
@@ -374,12 +375,14 @@ async def update_actor(session: AsyncSession, actor: Actor, changes: dict[str, A
         setattr(actor, field, value)
     actor.updated_at = utcnow()
     await session.flush()
+    await _recast_movies_of(session, actor.id)
     return actor
 
 
 async def delete_actor(session: AsyncSession, actor: Actor) -> None:
     actor.deleted_at = actor.updated_at = utcnow()
     await session.flush()
+    await _recast_movies_of(session, actor.id)  # their credits leave every cast
 
 
 async def restore_actor(session: AsyncSession, actor: Actor) -> Actor:
@@ -387,7 +390,36 @@ async def restore_actor(session: AsyncSession, actor: Actor) -> Actor:
         actor.deleted_at = None
         actor.updated_at = utcnow()
         await session.flush()
+        await _recast_movies_of(session, actor.id)  # and come back
     return actor
+
+
+async def _recast_movies_of(session: AsyncSession, actor_id: uuid.UUID) -> None:
+    """Queue `movie.updated` for every live movie the actor is cast in.
+
+    A movie's JSON (its events' data) embeds its cast, so an actor's change is
+    a change of each of those movies: without the events, consumers would keep
+    the old cast. The movies are locked in id order, like a movie write locks
+    its movie, so each one's events queue in commit order and two such writes
+    cannot deadlock; `updated_at` moves because the movie's JSON did."""
+    credited = select(CastMember.movie_id).where(CastMember.actor_id == actor_id)
+    movies = list(
+        await session.scalars(
+            select(Movie)
+            .where(Movie.id.in_(credited), Movie.deleted_at.is_(None))
+            .order_by(Movie.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
+    if not movies:
+        return
+    now = utcnow()
+    for movie in movies:
+        movie.updated_at = now
+    await session.flush()
+    for view in await movie_views(session, movies):
+        await events.add(session, Event(type="movie.updated", data=view.model_dump(mode="json")))
 
 
 _ACTOR_SORTS: dict[str, UnaryExpression[Any]] = {

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     ffmpeg_path: str = "ffmpeg"
     ffprobe_path: str = "ffprobe"
     media_tool_timeout_s: float = 120.0
+    # Each ingest runs ffprobe and two ffmpeg decodes; more at once than the
+    # machine has cores for only makes every upload slower.
+    ingest_concurrency: int = Field(2, ge=1, description="Ingests probing/decoding at once")
     poster_width: int = 640
     outbox_poll_interval_s: float = 0.5
 

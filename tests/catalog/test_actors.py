@@ -4,10 +4,12 @@ soft delete (which also hides the actor's credits) and restore."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 
 import pytest
 
+from catalog.resources import Resources
 from tests.api import Api
 from tests.catalog.support import (
     assert_invalid,
@@ -15,6 +17,7 @@ from tests.catalog.support import (
     assert_unauthenticated,
     make_actor,
     make_movie,
+    outbox_rows,
 )
 
 
@@ -135,6 +138,57 @@ async def test_soft_delete_hides_the_actor_and_their_credits(
     assert restored["deleted_at"] is None
     credits = (await api.ok("GET", f"/api/movies/{movie['id']}"))["actors"]
     assert [a["name"] for a in credits] == ["Vanishing", "Staying"]
+
+
+async def _queued_since(resources: Resources, seen: int) -> list[dict]:
+    return [json.loads(row.envelope) for row in (await outbox_rows(resources))[seen:]]
+
+
+async def test_actor_writes_queue_movie_updated_for_each_of_their_movies(
+    api: Api, admin: Api, resources: Resources
+) -> None:
+    """Movies embed their cast, so consumers must hear of an actor's change."""
+    actor = await make_actor(admin, "Old Name")
+    other = await make_actor(admin, "Bystander")
+    one = await make_movie(admin, "One", actor_ids=[other["id"], actor["id"]])
+    two = await make_movie(admin, "Two", actor_ids=[actor["id"]])
+    await make_movie(admin, "Elsewhere", actor_ids=[other["id"]])
+    gone = await make_movie(admin, "Gone", actor_ids=[actor["id"]])
+    await admin.ok("DELETE", f"/api/movies/{gone['id']}", status=204)
+    path = f"/api/actors/{actor['id']}"
+    cast_in = {one["id"], two["id"]}  # live movies only: a deleted one gets nothing
+
+    for method, body, name in [("PATCH", {"name": "New Name"}, "New Name"),
+                               ("PUT", {"name": "Newer", "nationality": "FR"}, "Newer")]:
+        seen = len(await outbox_rows(resources))
+        await admin.ok(method, path, body)
+        queued = await _queued_since(resources, seen)
+        assert [e["type"] for e in queued] == ["movie.updated"] * 2, queued
+        assert {e["data"]["id"] for e in queued} == cast_in
+        for event in queued:
+            # The event carries the movie as it now reads: the new name, the same cast.
+            assert event["data"] == await api.ok("GET", f"/api/movies/{event['data']['id']}")
+            assert name in [a["name"] for a in event["data"]["actors"]]
+            updated_at = dt.datetime.fromisoformat(event["data"]["updated_at"])
+            assert updated_at > dt.datetime.fromisoformat(one["updated_at"])
+
+    seen = len(await outbox_rows(resources))
+    await admin.ok("DELETE", path, status=204)
+    queued = await _queued_since(resources, seen)
+    assert {e["data"]["id"] for e in queued} == cast_in
+    assert all(actor["id"] not in [a["id"] for a in e["data"]["actors"]] for e in queued)
+    seen = len(await outbox_rows(resources))
+    await admin.ok("POST", f"{path}/restore")
+    queued = await _queued_since(resources, seen)
+    assert {e["data"]["id"] for e in queued} == cast_in
+    assert all(actor["id"] in [a["id"] for a in e["data"]["actors"]] for e in queued)
+
+
+async def test_an_actor_in_no_movie_queues_nothing(admin: Api, resources: Resources) -> None:
+    actor = await make_actor(admin)
+    await admin.ok("PATCH", f"/api/actors/{actor['id']}", {"name": "Renamed"})
+    await admin.ok("DELETE", f"/api/actors/{actor['id']}", status=204)
+    assert await outbox_rows(resources) == []
 
 
 async def test_actor_writes_need_an_admin(api: Api, viewer: Api, admin: Api) -> None:

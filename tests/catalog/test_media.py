@@ -9,6 +9,7 @@ import hashlib
 import json
 import subprocess
 import tempfile
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,12 @@ import pytest
 import redis.asyncio as redis_async
 from aiohttp.test_utils import TestClient
 
+from catalog import media
+from catalog.app import create_app
 from catalog.media import Ingestor, Unplayable
 from catalog.resources import Resources
 from reelgate.config import Settings
+from reelgate.tokens import TokenSigner
 from storage import LocalStorage, make_key
 from tests.api import Api
 from tests.catalog.conftest import Videos
@@ -246,6 +250,38 @@ async def test_shared_objects_are_deleted_only_when_nobody_uses_them(
     await admin.ok("PUT", f"/api/movies/{second['id']}/media", data=videos.wide.read_bytes())
     assert not shared.exists()
     assert len(stored_files(resources)) == 2  # the wide video and its poster
+
+
+@pytest.mark.parametrize(("concurrency", "peak"), [(1, 1), (2, 2)])
+async def test_ingests_beyond_the_concurrency_wait_their_turn(
+    aiohttp_client: Any, settings: Settings, signer: TokenSigner, videos: Videos,
+    monkeypatch: pytest.MonkeyPatch, concurrency: int, peak: int,
+) -> None:
+    """REELGATE_INGEST_CONCURRENCY caps the ffprobe/ffmpeg runs of uploads sent
+    together; at 2 the same uploads do overlap (the check can see an overlap)."""
+    client = await aiohttp_client(
+        create_app(settings.model_copy(update={"ingest_concurrency": concurrency}))
+    )
+    admin = Api(client, signer.access_token(uuid.uuid4(), "admin", 900))
+    real_run, running, seen = media._run, [0], [0]
+
+    async def counted_run(argv: list[str], timeout_s: float) -> tuple[int, bytes, bytes]:
+        running[0] += 1
+        seen[0] = max(seen[0], running[0])
+        try:
+            await asyncio.sleep(0.2)  # widens the window an overlap would show in
+            return await real_run(argv, timeout_s)
+        finally:
+            running[0] -= 1
+
+    monkeypatch.setattr(media, "_run", counted_run)
+    movies = [await make_movie(admin, f"Movie {n}") for n in range(2)]
+    files = [videos.mp4, videos.wide]
+    responses = await asyncio.gather(
+        *(upload(admin, movie["id"], file.read_bytes()) for movie, file in zip(movies, files))
+    )
+    assert [status for status, _, _ in responses] == [200, 200], responses
+    assert seen[0] == peak
 
 
 async def test_hostile_paths_fail_safely(
