@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import email
 import email.policy
+import logging
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
@@ -49,6 +50,10 @@ class SmtpInbox:
         if credentials is not None:
             kwargs.update(authenticator=self._authenticate, auth_require_tls=False)
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **kwargs)
+        # aiosmtpd logs each session at INFO from its own thread, sometimes after pytest
+        # has closed the captured stream ("Logging error ... I/O operation on closed
+        # file" at teardown); its warnings and errors still show.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
 
     @property
     def url(self) -> str:
