@@ -105,16 +105,7 @@ class Node:
             )
 
     def cpu_seconds(self) -> float:
-        """User + system time of the process and its children (nginx: the worker)."""
-        pids = [self.pid]
-        for task in Path(f"/proc/{self.pid}/task").iterdir():
-            pids += [int(p) for p in (task / "children").read_text().split()]
-        total = 0
-        for pid in pids:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
-        return total / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.pid)
 
     @property
     def pid(self) -> int:
@@ -136,6 +127,19 @@ class Node:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system time of a process and its children (nginx: the workers)."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        pids += [int(p) for p in (task / "children").read_text().split()]
+    total = 0
+    for each in pids:
+        with open(f"/proc/{each}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 NICE = 0  # set from --nice: the priority of the servers under test and of the load
@@ -385,7 +389,7 @@ async def keep_sessions_alive(http: aiohttp.ClientSession, ent: str, library: Li
 
 
 NGINX_CONF = """\
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 pid {run}/nginx.pid;
 error_log {run}/error.log warn;
@@ -419,12 +423,16 @@ http {{
 """
 
 
-def nginx_node(work: Path, port: int, library: Library, cpu: int | None) -> Node:
+def nginx_node(
+    work: Path, port: int, library: Library, cpu: int | None, workers: str = "1"
+) -> Node:
     run = work / "nginx"
     run.mkdir(exist_ok=True)
     conf = run / "nginx.conf"
     conf.write_text(
-        NGINX_CONF.format(run=run, port=port, movie_id=library.movie_id, path=library.path)
+        NGINX_CONF.format(
+            run=run, port=port, movie_id=library.movie_id, path=library.path, workers=workers
+        )
     )
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     checked = subprocess.run(

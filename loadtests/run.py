@@ -94,7 +94,7 @@ def run_locust(args: argparse.Namespace, host: str, env: dict[str, str], extra: 
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
         "--users", str(args.users), "--spawn-rate", str(args.spawn_rate),
         "--run-time", args.duration, "--host", host,
-        "--csv", str(prefix), "--html", f"{prefix}.html",
+        "--csv", str(prefix), "--csv-full-history", "--html", f"{prefix}.html",
     ]  # fmt: skip
     if args.quiet:
         command.append("--only-summary")

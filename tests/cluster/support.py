@@ -165,7 +165,9 @@ def _leftovers(var_dir: Path) -> list[int]:
 
 
 @contextlib.contextmanager
-def running_cluster(workdir: Path, *, balance: str = "least_conn") -> Iterator[ClusterRun]:
+def running_cluster(
+    workdir: Path, *, balance: str = "least_conn", env_overrides: dict[str, str] | None = None
+) -> Iterator[ClusterRun]:
     postgres = PostgresServer.start()
     redis = RedisServer.start()
     database = postgres.create_database()
@@ -189,6 +191,7 @@ def running_cluster(workdir: Path, *, balance: str = "least_conn") -> Iterator[C
         REELGATE_PASSWORD_TIME_COST="1",
         REELGATE_LOG_LEVEL="WARNING",
     )
+    env.update(env_overrides or {})
     with output.open("wb") as out:
         process = subprocess.Popen(
             _cluster_argv(ports, balance), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
