@@ -112,3 +112,15 @@ def test_no_cork_on_sendfile(tmp_path):
     text = render(topology(tmp_path))
     assert re.search(r"^\s*tcp_nopush off;", text, re.MULTILINE)
     assert "tcp_nopush on" not in text
+
+
+def test_streams_pass_through_in_64_kib_pieces(tmp_path):
+    # Unbuffered proxying reads proxy_buffer_size at a time; the 4 KiB default
+    # made nginx the pool's bottleneck (docs/benchmarks.md, "Balancer: 1, 2 and 3
+    # media nodes"). The rendered config must also pass `nginx -t` with it.
+    text = render(topology(tmp_path))
+    stream = text[text.index("location /stream/") :]
+    stream = stream[: stream.index("}")]
+    assert "proxy_buffering off;" in stream
+    assert "proxy_buffer_size 64k;" in stream
+    assert check_config(write_config(topology(tmp_path))).returncode == 0
