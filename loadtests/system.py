@@ -64,6 +64,14 @@ def _say(message: str) -> None:
     print(f"loadtest: {message}", file=sys.stderr, flush=True)
 
 
+# Every simulated user comes from 127.0.0.1, where real viewers come from as many
+# addresses: the per-address sign-in limits (the balancer's and the node's) would
+# throttle the whole crowd as one client, so the throwaway system raises them.
+# The per-account limit stays as it is.
+ONE_ADDRESS_BALANCER = ("--login-rate", "6000r/m", "--login-burst", "1000")
+ONE_ADDRESS_NODE = {"REELGATE_LOGIN_MAX_PER_ADDRESS": "100000"}
+
+
 def _base_env(workdir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -147,11 +155,13 @@ def running_cluster(workdir: Path, *, media_nodes: int = 3) -> Iterator[System]:
             "--entitlements-port", str(free_port()),
             "--media-base-port", str(_free_port_block(media_nodes)),
             "--worker-port", str(free_port()), "--status-port", str(free_port()),
+            *ONE_ADDRESS_BALANCER,
         ]  # fmt: skip
         env = _base_env(workdir)
         env.update(
             REELGATE_DATABASE_URL=postgres.dsn(database, driver=None), REELGATE_REDIS_URL=redis.url
         )
+        env.update(ONE_ADDRESS_NODE)
         with output.open("wb") as out:
             process = subprocess.Popen(
                 argv,
@@ -190,7 +200,7 @@ def running_demo(workdir: Path, *, env: dict[str, str] | None = None) -> Iterato
     (var / "demo-seeded").write_text("seeded by loadtests.system.seed_library\n")
     port = free_port()
     output = workdir / "demo.log"
-    demo_env = {**_base_env(workdir), **(env or {})}
+    demo_env = {**_base_env(workdir), **ONE_ADDRESS_NODE, **(env or {})}
     with output.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "reelgate.cli", "demo", "--port", str(port)],

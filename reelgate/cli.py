@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import logging
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,8 +25,11 @@ def _serve(app_factory: Callable[[Settings], web.Application], default_port: int
     def run(args: argparse.Namespace, settings: Settings) -> int:
         app = app_factory(settings)
         port = args.port or default_port
+        unix_socket = getattr(args, "unix_socket", None)
+        # Both: the TCP port for everyone, the socket for a balancer on this machine.
+        sock = unix_listener(unix_socket) if unix_socket else None
         try:
-            web.run_app(app, host=args.host or settings.host, port=port, access_log=None,
+            web.run_app(app, host=args.host or settings.host, port=port, sock=sock, access_log=None,
                          print=lambda _: log.info("listening on %s:%d", args.host or settings.host, port))
         except NotMigrated as exc:
             print(f"reelgate: {exc}", file=sys.stderr)
@@ -33,6 +37,24 @@ def _serve(app_factory: Callable[[Settings], web.Application], default_port: int
         return 0
 
     return run
+
+
+def unix_listener(path: Path) -> socket.socket:
+    """A unix socket bound at `path`, for aiohttp to listen on.
+
+    A socket left by a killed node is replaced; any other file there is not.
+    Anyone on the machine may connect (mode 0666), as to a loopback port: nginx's
+    workers run as another user. Who may reach the path is up to its directory."""
+    if path.is_socket():
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        path.chmod(0o666)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def cmd_entitlements(args: argparse.Namespace, settings: Settings) -> int:
@@ -122,7 +144,8 @@ def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
         status=args.status_port,
     )
     cluster = Cluster(settings, media_nodes=args.media_nodes, ports=ports, balance=args.balance,
-                      restart=not args.no_restart)
+                      restart=not args.no_restart, media_sockets=not args.media_over_tcp,
+                      login_rate=args.login_rate, login_burst=args.login_burst)
     return asyncio.run(run_foreground(cluster))
 
 
@@ -234,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     media = commands.add_parser("media", help="run a media node (GET/HEAD /stream; port 8101)")
     media.add_argument("--host", default=None)
     media.add_argument("--port", type=int, default=None)
+    media.add_argument("--unix-socket", type=Path, default=None, metavar="PATH",
+                       help="also listen on this unix socket (`reelgate cluster`: nginx's way in)")
     media.set_defaults(run=cmd_media)
 
     catalog = commands.add_parser("catalog", help="run the catalog node (port 8001)")
@@ -276,6 +301,17 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--worker-port", type=int, default=8009)
     cluster.add_argument("--status-port", type=int, default=8089, help="nginx status, loopback")
     cluster.add_argument("--balance", choices=["least_conn", "hash"], default="least_conn")
+    cluster.add_argument(
+        "--login-rate", default="30r/m", metavar="RATE",
+        help="sign-ins per client address the balancer lets through (nginx rate, e.g. 30r/m)",
+    )
+    cluster.add_argument("--login-burst", type=int, default=20,
+                         help="sign-ins per address allowed above the rate at once")
+    cluster.add_argument(
+        "--media-over-tcp", action="store_true",
+        help="nginx reaches the media nodes on their TCP ports (default: unix sockets, ~30%% "
+             "more throughput on one machine; docs/benchmarks.md)",
+    )
     cluster.add_argument(
         "--no-restart", action="store_true",
         help="leave a node that dies stopped (default: restart it after a back-off)",

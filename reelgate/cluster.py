@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,6 +60,12 @@ class Ports:
     media_base: int = 8101
     worker: int = 8009
     status: int = 8089
+
+
+def _reachable_by_all(directory: Path) -> bool:
+    """Every directory from / down to `directory` lets others through (o+x)."""
+    path = directory.resolve()
+    return all(os.stat(p).st_mode & stat.S_IXOTH for p in (path, *path.parents) if p.exists())
 
 
 def loopback(_service: str, port: int) -> str:
@@ -132,6 +141,12 @@ class Cluster:
     ports: Ports = field(default_factory=Ports)
     balance: str = "least_conn"
     restart: bool = True
+    # nginx reaches the media nodes over unix sockets: they share this machine,
+    # and a socket moves stream bytes with less CPU than loopback TCP
+    # (docs/benchmarks.md). The nodes still listen on their ports too.
+    media_sockets: bool = True
+    login_rate: str = "30r/m"  # the balancer's sign-ins per client address
+    login_burst: int = 20
     children: list[Child] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict, repr=False)  # the children's, once started
     log: Callable[[str], None] = field(
@@ -192,8 +207,10 @@ class Cluster:
         logs = self.run_dir / "logs"
 
         def node(name: str, command: str, port: int) -> Child:
-            return Child(name, [*me, command, "--port", str(port)],
-                         f"http://127.0.0.1:{port}/readyz", logs / f"{name}.log", port)
+            argv = [*me, command, "--port", str(port)]
+            if command == "media" and self.media_sockets:
+                argv += ["--unix-socket", str(self.media_socket(name))]
+            return Child(name, argv, f"http://127.0.0.1:{port}/readyz", logs / f"{name}.log", port)
 
         children = [
             node("entitlements", "entitlements", self.ports.entitlements),
@@ -204,11 +221,41 @@ class Cluster:
         children.append(node("worker", "worker", self.ports.worker))
         return children
 
+    @property
+    def socket_dir(self) -> Path:
+        """Where the media nodes' sockets live: under the run directory when nginx's
+        workers (another user) can reach it and the path fits a socket address (108
+        bytes), else a directory of this cluster's own in the temporary directory."""
+        local = self.run_dir / "sockets"
+        if len(str(local / "media-00.sock")) < 100 and _reachable_by_all(self.run_dir):
+            return local
+        tag = hashlib.sha256(str(self.run_dir.resolve()).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"reelgate-{os.getuid()}-{tag}"
+
+    def media_socket(self, name: str) -> Path:
+        return self.socket_dir / f"{name}.sock"
+
+    def _prepare_socket_dir(self) -> None:
+        """Create the socket directory, or check that an existing one is ours (in a
+        shared /tmp another user could have made it, or a symlink, to catch the sockets)."""
+        directory = self.socket_dir
+        try:
+            directory.mkdir(mode=0o755, parents=True)
+        except FileExistsError:
+            info = directory.lstat()
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+                raise ClusterError(f"{directory} exists and is not this user's directory") from None
+        directory.chmod(0o755)  # nginx's workers must reach the sockets (mkdir obeys umask)
+
     def topology(self, where: Callable[[str, int], str] = loopback) -> Topology:
-        """The balancer's view; `where` as in `node_environment`."""
+        """The balancer's view; `where` as in `node_environment`. Media nodes are
+        reached over their sockets when nginx runs here (`loopback`): containers
+        (docker-compose) reach each other over TCP."""
+        sockets = self.media_sockets and where is loopback
         return Topology(
             listen=f"{self.settings.host}:{self.ports.balancer}",
-            media=[where(child.name, child.port) for child in self.plan()
+            media=[f"unix:{self.media_socket(child.name)}" if sockets
+                   else where(child.name, child.port) for child in self.plan()
                    if child.name.startswith("media-") and child.port is not None],
             catalog=where("catalog", self.ports.catalog),
             entitlements=where("entitlements", self.ports.entitlements),
@@ -216,6 +263,8 @@ class Cluster:
             status_listen=f"127.0.0.1:{self.ports.status}",
             balance=self.balance,
             max_upload=str(self.settings.max_upload_bytes),
+            login_rate=self.login_rate,
+            login_burst=self.login_burst,
         )
 
     def _popen(self, child: Child, env: dict[str, str]) -> None:
@@ -239,6 +288,8 @@ class Cluster:
         if problems:
             raise ClusterError("cannot start the cluster:\n  - " + "\n  - ".join(problems))
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.media_sockets:
+            self._prepare_socket_dir()
         load_or_create_private_key(self.settings.private_key_path)
         self.env = env = self.environment()
         migrate = await asyncio.to_thread(
@@ -363,6 +414,12 @@ class Cluster:
         self.children.clear()
         with contextlib.suppress(OSError):
             self.pids_path.unlink()
+        if self.media_sockets:
+            for index in range(self.media_nodes):  # nothing listens on them any more
+                with contextlib.suppress(OSError):
+                    self.media_socket(f"media-{index + 1}").unlink()
+            with contextlib.suppress(OSError):
+                self.socket_dir.rmdir()  # only if empty: never anything but ours
 
 
 async def run_foreground(cluster: Cluster) -> int:

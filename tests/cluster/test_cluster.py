@@ -138,6 +138,9 @@ async def test_killed_media_node_fails_over_and_cut_streams_resume(
     viewer = await through.paying_viewer(plan["id"])
     await through.watchable(viewer, movie["id"])
     url = await through.playback(viewer, movie["id"])
+    # The streams below flow over the media nodes' unix sockets (the cluster's default).
+    config = (cluster.var_dir / "cluster" / "nginx" / "nginx.conf").read_text()
+    assert config.count("server unix:") == len(cluster.media_ports())
 
     streams = 6
     killed = asyncio.Event()

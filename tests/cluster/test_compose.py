@@ -43,7 +43,8 @@ def services(compose: dict) -> dict:
 @pytest.fixture(scope="module")
 def cluster() -> Cluster:
     settings = Settings(database_url="postgresql://cluster/db", redis_url="redis://cluster:6379/0")
-    return Cluster(settings, media_nodes=MEDIA_NODES, ports=Ports())
+    # Containers reach each other over TCP; unix sockets are for one machine only.
+    return Cluster(settings, media_nodes=MEDIA_NODES, ports=Ports(), media_sockets=False)
 
 
 @pytest.fixture(scope="module")
