@@ -21,7 +21,7 @@ from typing import Any
 import redis.asyncio as redis_async
 from redis.exceptions import RedisError, ResponseError
 
-from reelgate import metrics
+from reelgate import kv, metrics
 from reelgate.db import utcnow
 
 log = logging.getLogger("reelgate.events")
@@ -69,9 +69,7 @@ def redis_client(url: str) -> redis_async.Redis:
         from reelgate.memory_streams import shared_streams
 
         return shared_streams()  # type: ignore[return-value]
-    return redis_async.Redis.from_url(
-        url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2
-    )
+    return kv.connect(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2)
 
 
 async def publish(client: redis_async.Redis, event: Event, *, service: str = "reelgate") -> str:

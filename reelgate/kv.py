@@ -18,6 +18,25 @@ from redis.exceptions import RedisError
 
 KVError = (RedisError, OSError, ConnectionError, asyncio.TimeoutError)
 
+# Connections per client (per process and purpose), and how long a command
+# waits for one when all are busy. redis-py's default pool raises
+# MaxConnectionsError at once when its 100 connections are in use: a burst of
+# requests (300 viewers stopping together in the load test) failed with 503s.
+# A blocking pool queues the burst instead; a Redis that is down still fails
+# fast, through the connect and socket timeouts.
+MAX_CONNECTIONS = 100
+POOL_WAIT_S = 2.0
+
+
+def connect(
+    url: str, *, max_connections: int = MAX_CONNECTIONS, **options: object
+) -> redis_async.Redis:
+    """A Redis client whose pool waits for a free connection instead of failing."""
+    pool = redis_async.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=POOL_WAIT_S, **options
+    )
+    return redis_async.Redis.from_pool(pool)
+
 
 class KeyValue(Protocol):
     async def get_many(self, keys: list[str]) -> list[str | None]: ...
@@ -32,6 +51,7 @@ class KeyValue(Protocol):
     def subscribe(self, channel: str, ready: asyncio.Event | None = None) -> AsyncIterator[str]:
         """Messages on the channel; `ready` is set once the subscription is live."""
         ...
+
     async def ping(self) -> None: ...
     async def close(self) -> None: ...
 
@@ -41,7 +61,7 @@ class RedisKV:
         self.url = url
         # Short timeouts: a stalled Redis must turn into a fast, handled error,
         # never a request that hangs.
-        self.redis = redis_async.Redis.from_url(
+        self.redis = connect(
             url,
             decode_responses=True,
             socket_timeout=timeout_s,
@@ -80,7 +100,7 @@ class RedisKV:
         self, channel: str, ready: asyncio.Event | None = None
     ) -> AsyncIterator[str]:
         # A dedicated connection without the socket timeout: a quiet channel is normal.
-        client = redis_async.Redis.from_url(self.url, decode_responses=True, socket_timeout=None)
+        client = connect(self.url, max_connections=1, decode_responses=True, socket_timeout=None)
         pubsub = client.pubsub()
         try:
             await pubsub.subscribe(channel)

@@ -17,6 +17,8 @@ from typing import Protocol
 
 import redis.asyncio as redis_async
 
+from reelgate import kv
+
 
 @dataclass(frozen=True)
 class Lease:
@@ -231,6 +233,4 @@ _SHARED_MEMORY_LEASES = MemoryLeaseStore()
 def open_leases(redis_url: str) -> LeaseStore:
     if not redis_url or redis_url == "memory://":
         return _SHARED_MEMORY_LEASES  # one process (the demo) shares one store
-    return RedisLeaseStore(
-        redis_async.Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
-    )
+    return RedisLeaseStore(kv.connect(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0))
