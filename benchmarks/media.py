@@ -496,10 +496,11 @@ def write_wrk_script(work: Path, workload: Workload, library: Library) -> Path:
 
 
 async def run_wrk(
-    port: int, script: Path, workload: Workload, duration_s: float, cpu: int | None, node: Node
-) -> dict[str, float]:
+    port: int, script: Path, workload: Workload, duration_s: float, cpu: int | None, node: Node,
+    threads: int = 1,
+) -> dict[str, float]:  # fmt: skip
     argv = pinned(
-        ["wrk", "-t1", f"-c{workload.connections}", f"-d{duration_s:g}s",
+        ["wrk", f"-t{threads}", f"-c{workload.connections}", f"-d{duration_s:g}s",
          f"--timeout={workload.timeout_s}s", "-s", str(script), f"http://127.0.0.1:{port}"],
         cpu,
     )  # fmt: skip

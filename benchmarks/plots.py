@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -27,36 +28,45 @@ TTFB = "TTFB"  # locust request type of the loadtest's time-to-first-byte sample
 
 def scaling(results_path: Path, out: Path) -> None:
     """Bars of MB/s per configuration (median, whiskers from the slowest to the fastest
-    round), each balancer bar labelled with its ratio to nginx serving directly."""
+    round), each labelled with its ratio to nginx serving directly."""
     data = json.loads(results_path.read_text())
     results = data["results"]
     names = list(results)
     medians = [results[n]["mbps"] for n in names]
     lows = [m - min(results[n]["mbps_rounds"]) for n, m in zip(names, medians, strict=True)]
     highs = [max(results[n]["mbps_rounds"]) - m for n, m in zip(names, medians, strict=True)]
-    figure, axes = plt.subplots(figsize=(8, 4.5), dpi=100)
-    colors = ["#7f7f7f"] + ["#1f77b4"] * (len(names) - 1)
-    bars = axes.bar(names, medians, yerr=[lows, highs], capsize=6, color=colors)
+    figure, axes = plt.subplots(figsize=(10, 5), dpi=100)
+    colors = [bar_color(name, index) for index, name in enumerate(names)]
+    labels = [textwrap.fill(name, 16) for name in names]
+    bars = axes.bar(labels, medians, yerr=[lows, highs], capsize=6, color=colors)
     for bar, name in zip(bars, names, strict=True):
-        ratio = results[name]["x_direct"]
-        axes.annotate(
-            f"{results[name]['mbps']:.0f} MB/s\n{ratio:.2f}x direct",
-            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-            xytext=(0, 4), textcoords="offset points", ha="center", va="bottom", fontsize=9,
+        axes.text(
+            bar.get_x() + bar.get_width() / 2, bar.get_height() / 2,
+            f"{results[name]['mbps']:.0f}\nMB/s\n\n{results[name]['x_direct']:.2f}x",
+            ha="center", va="center", color="white", fontsize=10, fontweight="bold",
         )  # fmt: skip
     args = data.get("args", {})
+    threads = args.get("threads", 1)
     axes.set_ylabel("MB/s (median of rounds; whiskers: min-max)")
     axes.set_title(
         f"Random {args.get('range_kib', '?')} KiB ranges, {args.get('connections', '?')} "
-        f"connections: balancer + media nodes vs nginx direct"
+        f"connections, wrk with {threads} thread{'s' if threads != 1 else ''}: "
+        "through the balancer vs nginx direct"
     )
-    axes.set_ylim(0, max(m + h for m, h in zip(medians, highs, strict=True)) * 1.3)
+    axes.tick_params(axis="x", labelsize=8)
     machine = data.get("machine", {})
     figure.text(0.01, 0.01, f"{machine.get('cpus', '?')} CPUs, {machine.get('cpu', '')}; "
-                f"{len(results[names[0]]['mbps_rounds'])} rounds", fontsize=7, color="#555")  # fmt: skip
+                f"{len(results[names[0]]['mbps_rounds'])} rounds; x = ratio to nginx direct "
+                "in the same round (median)", fontsize=7, color="#555")  # fmt: skip
     figure.tight_layout(rect=(0, 0.03, 1, 1))
     figure.savefig(out)
     plt.close(figure)
+
+
+def bar_color(name: str, index: int) -> str:
+    if index == 0:
+        return "#7f7f7f"  # the baseline
+    return "#c46a2b" if "before" in name or "TCP" in name else "#1f77b4"
 
 
 def loadtest(
@@ -82,7 +92,7 @@ def loadtest(
     figure, (top, middle, bottom) = plt.subplots(3, 1, figsize=(9, 8), dpi=100, sharex=True)
     plot(top, series["users"], "users", "#2ca02c")
     top.set_ylabel("users")
-    plot(middle, series["requests/s"], "requests/s", "#1f77b4")
+    plot(middle, series["requests/s"], "locust events/s (HTTP + stream samples)", "#1f77b4")
     plot(middle, series["failures/s"], "failures/s", "#d62728")
     middle.set_ylabel("per second")
     middle.legend(loc="upper left")

@@ -39,6 +39,7 @@ import re
 import signal
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +53,33 @@ from tests.harness.ports import free_port
 
 SESSIONS = 8
 DIRECT = "nginx direct"
+BUFFER_LINES = re.compile(r"^\s*proxy_(buffer_size|buffers) [^\n]*\n", re.MULTILINE)
 UPSTREAM = re.compile(r"(upstream reelgate_media \{\n\s*\S[^\n]*\n)((?:\s*server [^\n]*\n)+)")
+
+
+TCP = f"balancer, {MEDIA_NODES} nodes over TCP"
+BEFORE = f"balancer, {MEDIA_NODES} nodes over TCP, 4 KiB proxy buffer (before)"
 
 
 def balancer_name(nodes: int) -> str:
     return f"balancer, {nodes} node{'s' if nodes > 1 else ''}"
+
+
+@dataclass(frozen=True)
+class Pool:
+    """What a balancer configuration changes in the running cluster's nginx.conf."""
+
+    nodes: int = MEDIA_NODES
+    tcp: bool = False  # the nodes' TCP ports instead of their unix sockets
+    default_buffer: bool = False  # nginx's default 4 KiB proxy buffer for /stream
+
+
+def pool_of(name: str) -> Pool:
+    if name == BEFORE:
+        return Pool(tcp=True, default_buffer=True)
+    if name == TCP:
+        return Pool(tcp=True)
+    return Pool(nodes=int(name.split()[1]))
 
 
 class Processes:
@@ -69,14 +92,20 @@ class Processes:
         return sum(media.process_cpu_seconds(pid) for pid in self.pids)
 
 
-def with_media_nodes(config: str, nodes: int) -> str:
-    """The balancer's config with only its first `nodes` media nodes in the pool."""
+def with_pool(config: str, pool: Pool, tcp_ports: list[int]) -> str:
+    """The balancer's config with only the pool's first media nodes, reached as the
+    pool says (the cluster's own config: unix sockets and a 64 KiB buffer)."""
+    if pool.default_buffer:
+        config = BUFFER_LINES.sub("", config)
 
     def first_n(match: re.Match[str]) -> str:
         servers = match.group(2).splitlines(keepends=True)
         if len(servers) != MEDIA_NODES:
             raise RuntimeError(f"expected {MEDIA_NODES} media nodes, found {servers}")
-        return match.group(1) + "".join(servers[:nodes])
+        if pool.tcp:
+            servers = [f"        server 127.0.0.1:{port} max_fails=1 fail_timeout=5s;\n"
+                       for port in tcp_ports]  # fmt: skip
+        return match.group(1) + "".join(servers[: pool.nodes])
 
     text, count = UPSTREAM.subn(first_n, config)
     if count != 1:
@@ -84,10 +113,10 @@ def with_media_nodes(config: str, nodes: int) -> str:
     return text
 
 
-def use_media_nodes(cluster: ClusterRun, original: str, nodes: int) -> None:
-    """Point the running balancer at its first `nodes` media nodes (rewrite, SIGHUP)."""
+def use_pool(cluster: ClusterRun, original: str, pool: Pool) -> None:
+    """Point the running balancer at the pool (config rewritten, SIGHUP)."""
     config = cluster.var_dir / "cluster" / "nginx" / "nginx.conf"
-    config.write_text(with_media_nodes(original, nodes))
+    config.write_text(with_pool(original, pool, cluster.media_ports()))
     os.kill(cluster.child_pid("nginx"), signal.SIGHUP)
     time.sleep(1.5)  # old workers finish their requests, new ones take over
 
@@ -129,7 +158,7 @@ def summarize(runs: list[dict[str, float]], direct: list[dict[str, float]]) -> d
 
 def print_table(results: dict[str, dict[str, Any]]) -> None:
     header = (
-        f"{'configuration':<20}{'req/s':>8}{'MB/s':>7}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'configuration':<44}{'req/s':>8}{'MB/s':>7}{'p50 ms':>8}{'p99 ms':>8}"
         f"{'CPU ms/GB':>10}{'err':>5}{'x direct (min-max)':>20}  MB/s per round"
     )
     print(header)
@@ -137,7 +166,7 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
     for name, row in results.items():
         ratio = f"{row['x_direct']:.2f} ({row['x_direct_min']:.2f}-{row['x_direct_max']:.2f})"
         print(
-            f"{name:<20}{row['rps']:>8.0f}{row['mbps']:>7.0f}{row['p50_ms']:>8.1f}"
+            f"{name:<44}{row['rps']:>8.0f}{row['mbps']:>7.0f}{row['p50_ms']:>8.1f}"
             f"{row['p99_ms']:>8.1f}{row['cpu_ms_per_gb']:>10.0f}{row['errors']:>5.0f}"
             f"{ratio:>20}  {row['mbps_rounds']}"
         )
@@ -154,6 +183,7 @@ async def measure(cluster: ClusterRun, work: Path, args: argparse.Namespace) -> 
             (work / directory).chmod(0o755)
         alive = asyncio.create_task(media.keep_sessions_alive(http, "", library))
         direct_port = free_port()
+        (work / "logs").mkdir(exist_ok=True)
         direct = media.nginx_node(work, direct_port, library, None, workers="auto")
         direct.start()
         try:
@@ -169,6 +199,8 @@ async def measure(cluster: ClusterRun, work: Path, args: argparse.Namespace) -> 
             )
             for nodes in range(1, MEDIA_NODES + 1):
                 targets[balancer_name(nodes)] = (cluster.ports["balancer"], everything)
+            if args.before:
+                targets[TCP] = targets[BEFORE] = (cluster.ports["balancer"], everything)
             if args.hold:
                 await hold(cluster, work, library, workload, direct_port)
                 return {}
@@ -192,12 +224,14 @@ async def rounds(
         for name in order[index % len(order) :] + order[: index % len(order)]:
             port, processes = targets[name]
             if name != DIRECT:
-                await asyncio.to_thread(use_media_nodes, cluster, original, int(name.split()[1]))
+                await asyncio.to_thread(use_pool, cluster, original, pool_of(name))
             await media.check_same_bytes(http, f"http://127.0.0.1:{port}", library)
-            await media.run_wrk(port, script, workload, 2, None, processes)  # warm-up
-            run = await media.run_wrk(port, script, workload, args.duration, None, processes)
+            await media.run_wrk(port, script, workload, 2, None, processes, args.threads)  # warm-up
+            run = await media.run_wrk(
+                port, script, workload, args.duration, None, processes, args.threads
+            )
             samples[name].append(run)
-            print(f"round {index + 1} {name:<20} {run['mbps']:7.0f} MB/s  "
+            print(f"round {index + 1} {name:<44} {run['mbps']:7.0f} MB/s  "
                   f"{run['errors']:.0f} errors  load {run['load']:.1f}", flush=True)  # fmt: skip
     config.write_text(original)
     os.kill(cluster.child_pid("nginx"), signal.SIGHUP)
@@ -230,6 +264,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--size-mib", type=int, default=256, help="size of the movie")
     parser.add_argument("--range-kib", type=int, default=1024, help="bytes per request")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (wrk -t)")
+    parser.add_argument("--no-before", dest="before", action="store_false",
+                        help="leave out the balancer as it was (TCP, default proxy buffer)")  # fmt: skip
     parser.add_argument("--json", help="write the results (and the machine) here")
     parser.add_argument("--hold", action="store_true", help="set up, print, wait for Ctrl-C")
     return parser.parse_args()

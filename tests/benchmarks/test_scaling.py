@@ -26,14 +26,24 @@ def test_each_balancer_run_is_compared_with_the_direct_run_of_its_round() -> Non
     assert summary["mbps"] == 500 and summary["mbps_rounds"] == [900, 500, 400]
 
 
-def test_the_pool_is_cut_to_the_first_n_media_nodes(tmp_path: Path) -> None:
-    media = [f"127.0.0.1:{9000 + i}" for i in range(scaling.MEDIA_NODES)]
-    text = render(Topology(listen="127.0.0.1:8080", media=media, catalog="127.0.0.1:1",
+def test_each_configuration_rewrites_only_the_media_pool(tmp_path: Path) -> None:
+    sockets = [f"unix:/run/media-{i}.sock" for i in range(scaling.MEDIA_NODES)]
+    ports = [9000 + i for i in range(scaling.MEDIA_NODES)]
+    text = render(Topology(listen="127.0.0.1:8080", media=sockets, catalog="127.0.0.1:1",
                            entitlements="127.0.0.1:2", run_dir=tmp_path, mime_types="/x"))  # fmt: skip
     for nodes in range(1, scaling.MEDIA_NODES + 1):
-        cut = scaling.with_media_nodes(text, nodes)
-        assert [a for a in media if a in cut] == media[:nodes]
+        cut = scaling.with_pool(text, scaling.pool_of(scaling.balancer_name(nodes)), ports)
+        assert [a for a in sockets if a in cut] == sockets[:nodes]
         assert "keepalive 64;" in cut and "server 127.0.0.1:1 " in cut  # the rest untouched
+        assert "proxy_buffer_size 64k;" in cut
+    tcp = scaling.with_pool(text, scaling.pool_of(scaling.TCP), ports)
+    assert not any(a in tcp for a in sockets)
+    assert all(f"server 127.0.0.1:{port} max_fails=1" in tcp for port in ports)
+    assert "proxy_buffer_size 64k;" in tcp
+    before = scaling.with_pool(text, scaling.pool_of(scaling.BEFORE), ports)
+    assert all(f"server 127.0.0.1:{port} max_fails=1" in before for port in ports)
+    assert "proxy_buffer_size 64k;" not in before and "proxy_buffers 4 64k;" not in before
+    assert "proxy_buffering off;" in before
 
 
 def test_the_scaling_plot_is_a_png_of_the_results(tmp_path: Path) -> None:
@@ -50,4 +60,4 @@ def test_the_scaling_plot_is_a_png_of_the_results(tmp_path: Path) -> None:
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])
-    assert (width, height) == (800, 450)
+    assert (width, height) == (1000, 500)
