@@ -22,7 +22,7 @@ demo: system-deps venv
 cluster: system-deps venv
 	$(VENV)/bin/reelgate migrate && $(VENV)/bin/reelgate cluster
 
-# Timings only, never pass/fail; see docs/benchmarks.md. benchmarks.media and .balancer drive load with
+# Timings only, never pass/fail; see docs/benchmarks.md. benchmarks.media, .balancer and .scaling drive load with
 # wrk (Debian package `wrk`), installed here when missing and we are root.
 bench: system-deps venv
 	@command -v wrk >/dev/null || [ "$$(id -u)" != 0 ] || \
@@ -30,6 +30,9 @@ bench: system-deps venv
 	$(VENV)/bin/python -m benchmarks.entitlement_check
 	$(VENV)/bin/python -m benchmarks.media
 	$(VENV)/bin/python -m benchmarks.balancer
+	@mkdir -p var/bench
+	$(VENV)/bin/python -m benchmarks.scaling --json var/bench/scaling.json
+	$(VENV)/bin/python -m benchmarks.plots scaling var/bench/scaling.json var/bench/scaling.png
 	@if [ -f benchmarks/catalog.py ]; then $(VENV)/bin/python -m benchmarks.catalog; fi
 
 # locust, headless, through the balancer: against LOADTEST_HOST, or a throwaway cluster
