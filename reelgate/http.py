@@ -180,10 +180,14 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if isinstance(exc, ConnectionResetError | TimeoutError) and (
             request.transport is None or request.transport.is_closing()
         ):
-            # The client went away; there is nobody to answer.
+            # The client went away (mid-body, say). Nobody reads the answer, but
+            # re-raising would make aiohttp log a traceback for a client's
+            # disconnect: the request ends here as a 400, in the access log too.
             log.info("client aborted %s %s: %s", request.method, request.path, type(exc).__name__)
-            raise
-        if dependency_unreachable(exc):
+            response = Problem(
+                400, "request_aborted", "The connection closed before the request was complete."
+            ).response()
+        elif dependency_unreachable(exc):
             # An outage, not a bug: the client may retry; /readyz says the same.
             error_log.warning("%s %s [%s]: a dependency is unreachable (%s)",
                               request.method, request.path, request_id, type(exc).__name__)
