@@ -72,13 +72,13 @@ def test_no_request_line_reaches_the_error_log(tmp_path):
     per-request error messages: the public server logs only critical ones."""
     text = render(topology(tmp_path))
     server = _block(text, "server {\n        listen 127.0.0.1:18080;")
-    assert re.search(r"^\s*error_log \S+ crit;", server, re.M)
+    assert re.search(r"^\s*error_log \S+ crit;", server, re.MULTILINE)
 
 
 def test_no_live_node_is_a_problem_json_502(tmp_path):
     text = render(topology(tmp_path))
     assert "error_page 502 @bad_gateway;" in text
-    body = re.search(r"location @bad_gateway \{.*?return 502 '(.*?)';", text, re.S)
+    body = re.search(r"location @bad_gateway \{.*?return 502 '(.*?)';", text, re.DOTALL)
     assert body is not None
     problem = json.loads(body.group(1))
     assert problem["status"] == 502 and problem["code"] == "upstream_unavailable"
