@@ -83,8 +83,14 @@ def test_viewers_browsers_and_an_admin_run_without_failures(demo: System, tmp_pa
     # second can be missing from it, never extra.
     assert 0 < int(rows[("TTFB", "/stream")]["Request Count"]) <= summary["ttfb_ms"]["samples"]
     assert int(rows[("GET", "/stream")]["Request Count"]) > 0
-    assert ("GET", "/api/movies?q") in rows  # the catalog browser ran
-    assert int(rows[("PATCH", "/api/movies/[id]")]["Request Count"]) > 0  # and the admin
+    # The catalog browser ran (its own request names; which of its tasks came up in
+    # 10 s is chance).
+    assert {("GET", "/api/movies?q"), ("GET", "/api/movies?page"), ("GET", "/api/movies?genre"),
+            ("GET", "/api/actors"), ("GET", "/api/genres")} & set(rows), sorted(rows)  # fmt: skip
+    # And the admin: an edit or an upload (its first task is either, 4 to 1; with 3-8 s
+    # between tasks a 10 s run may hold only an upload).
+    admin = [rows.get(("PATCH", "/api/movies/[id]")), rows.get(("PUT", "/api/movies/[id]/media"))]
+    assert sum(int(row["Request Count"]) for row in admin if row) > 0, sorted(rows)
     assert all(row["Failure Count"] == "0" for row in rows.values()), rows
 
     # The plot script reads this run's history (the same files `make loadtest` writes).
