@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -221,11 +222,13 @@ class Cluster:
         children.append(node("worker", "worker", self.ports.worker))
         return children
 
-    @property
+    @functools.cached_property
     def socket_dir(self) -> Path:
         """Where the media nodes' sockets live: under the run directory when nginx's
         workers (another user) can reach it and the path fits a socket address (108
-        bytes), else a directory of this cluster's own in the temporary directory."""
+        bytes), else a directory of this cluster's own in the temporary directory.
+        Decided once: permissions may change while the cluster runs, and the sockets
+        must be removed from where they were made."""
         local = self.run_dir / "sockets"
         if len(str(local / "media-00.sock")) < 100 and _reachable_by_all(self.run_dir):
             return local

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import tempfile
 from pathlib import Path
 
 import aiohttp
@@ -92,6 +93,20 @@ def test_sockets_go_to_a_reachable_short_directory(tmp_path: Path) -> None:
     hidden = cluster_in(tmp_path / "var")
     assert not str(hidden.socket_dir).startswith(str(tmp_path))
     assert hidden.socket_dir == cluster_in(tmp_path / "var").socket_dir  # stable
+
+    # Decided once: benchmarks/scaling.py opens its work directory to nginx's
+    # workers while its cluster runs, and the sockets are still removed from
+    # where they were made.
+    closed = Path(tempfile.mkdtemp(prefix="reelgate-test-"))  # 0700, in /tmp
+    try:
+        cluster = cluster_in(closed / "var")
+        made_in = cluster.socket_dir
+        assert not str(made_in).startswith(str(closed))
+        closed.chmod(0o755)
+        assert cluster_in(closed / "var").socket_dir == closed / "var" / "cluster" / "sockets"
+        assert cluster.socket_dir == made_in
+    finally:
+        closed.rmdir()
     assert hidden.socket_dir != cluster_in(tmp_path / "other").socket_dir  # per cluster
     open_dir = Path("/tmp") / f"reelgate-test-{os.getpid()}"
     open_dir.mkdir(mode=0o755)
