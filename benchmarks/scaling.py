@@ -47,6 +47,7 @@ import aiohttp
 
 from benchmarks import media
 from reelgate.auth import SERVICE_KEY_HEADER
+from reelgate.config import Settings
 from storage import LocalStorage
 from tests.cluster.support import MEDIA_NODES, ClusterRun, Through, running_cluster
 from tests.harness.ports import free_port
@@ -139,7 +140,10 @@ async def set_up(cluster: ClusterRun, http: aiohttp.ClientSession, work: Path, s
         headers={SERVICE_KEY_HEADER: cluster.env["REELGATE_SERVICE_KEY"]},
     ) as response:
         located = await response.json()
-    path = LocalStorage(Path(cluster.env["REELGATE_VAR_DIR"]) / "media").local_path(located["key"])
+    # Where the cluster's nodes store media: their settings, as the cluster gave them.
+    stored_in = Settings(var_dir=Path(cluster.env["REELGATE_VAR_DIR"]),
+                         storage_url=cluster.env.get("REELGATE_STORAGE_URL", ""))  # fmt: skip
+    path = LocalStorage(stored_in.resolved_storage_url).local_path(located["key"])
     library = media.Library(
         movie_id=movie["id"], key=located["key"], path=path, size=path.stat().st_size,
         sessions=viewer.sessions, viewer_token=str(viewer.api.token), stream_paths=paths,

@@ -359,8 +359,9 @@ def media_tools(settings: Settings) -> MediaTools:
 
 
 def open_media_storage(settings: Settings) -> Storage:
-    url = settings.storage_url or str(settings.resolved_var_dir / "media")
-    return open_storage(url, endpoint_url=settings.s3_endpoint_url or None)
+    return open_storage(
+        settings.resolved_storage_url, endpoint_url=settings.s3_endpoint_url or None
+    )
 
 
 class Ingestor:

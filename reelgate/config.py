@@ -103,6 +103,11 @@ class Settings(BaseSettings):
         return normalize_database_url(url)
 
     @property
+    def resolved_storage_url(self) -> str:
+        """Where media objects live: REELGATE_STORAGE_URL, else VAR_DIR/media."""
+        return self.storage_url or str(self.resolved_var_dir / "media")
+
+    @property
     def private_key_path(self) -> Path:
         return self.jwt_private_key_file or self.resolved_var_dir / "keys" / "jwt-ed25519.pem"
 

@@ -21,10 +21,6 @@ from storage import open_storage
 from storage.base import Storage
 
 
-def default_storage_url(settings: Settings) -> str:
-    return settings.storage_url or str(settings.resolved_var_dir / "media")
-
-
 def create_app(
     settings: Settings,
     *,
@@ -33,7 +29,7 @@ def create_app(
     storage: Storage | None = None,
 ) -> web.Application:
     app = base_app("media", max_body_bytes=64 * 1024)
-    storage = storage or open_storage(default_storage_url(settings))
+    storage = storage or open_storage(settings.resolved_storage_url)
     app[RESOURCES] = Resources(
         settings=settings,
         kv=kv or open_kv(settings.redis_url),
