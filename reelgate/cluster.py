@@ -418,9 +418,9 @@ class Cluster:
         with contextlib.suppress(OSError):
             self.pids_path.unlink()
         if self.media_sockets:
-            for index in range(self.media_nodes):  # nothing listens on them any more
+            for sock in self.socket_dir.glob("*.sock"):  # nothing listens on them any more
                 with contextlib.suppress(OSError):
-                    self.media_socket(f"media-{index + 1}").unlink()
+                    sock.unlink()
             with contextlib.suppress(OSError):
                 self.socket_dir.rmdir()  # only if empty: never anything but ours
 
