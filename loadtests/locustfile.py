@@ -175,6 +175,14 @@ def percentile(values: list[float], p: float) -> float | None:
     return ordered[rank - 1]
 
 
+def _sample(kind: str, name: str, ms: float, size: int = 0) -> None:
+    """A streaming figure as a locust row of its own (it has no HTTP request)."""
+    events.request.fire(
+        request_type=kind, name=name, response_time=ms, response_length=size,
+        exception=None, context={},
+    )  # fmt: skip
+
+
 @dataclass
 class StreamFigures:
     """What the viewers measured, beside locust's own request statistics."""
@@ -204,26 +212,12 @@ class StreamFigures:
     def ttfb(self, ms: float) -> None:
         self.ttfb_ms.append(ms)
         self.streams += 1
-        events.request.fire(
-            request_type="TTFB",
-            name="/stream",
-            response_time=ms,
-            response_length=0,
-            exception=None,
-            context={},
-        )
+        _sample("TTFB", "/stream", ms)
 
     def startup(self, ms: float) -> None:
         """From the request to a full buffer (or the whole rest of the movie)."""
         self.startup_ms.append(ms)
-        events.request.fire(
-            request_type="STARTUP",
-            name="/stream buffer full",
-            response_time=ms,
-            response_length=0,
-            exception=None,
-            context={},
-        )
+        _sample("STARTUP", "/stream buffer full", ms)
 
     def chunk(self, size: int, seconds: float, *, filling: bool) -> None:
         """A chunk arrived. Only chunks read back to back while the buffer
@@ -235,14 +229,7 @@ class StreamFigures:
         self.fill_bytes += size
         self.fill_s += seconds
         self.fill_mbit_s.append(size * 8 / seconds / 1e6)
-        events.request.fire(
-            request_type="THROUGHPUT",
-            name="/stream chunk",
-            response_time=seconds * 1000,
-            response_length=size,
-            exception=None,
-            context={},
-        )
+        _sample("THROUGHPUT", "/stream chunk", seconds * 1000, size)
 
 
 FIGURES = StreamFigures()
