@@ -21,12 +21,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.api import Api, sign
 from tests.harness.ports import free_port, port_is_free
@@ -214,6 +215,32 @@ def running_cluster(
                 os.kill(pid, signal.SIGKILL)
         redis.stop()
         postgres.stop()
+
+
+def module_cluster(name: str) -> Callable[..., Iterator[ClusterRun]]:
+    """A `cluster` fixture: a test module's own `reelgate cluster`, which must
+    still be up when the module is done."""
+
+    @pytest.fixture(scope="module")
+    def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterRun]:
+        with running_cluster(tmp_path_factory.mktemp(name)) as run:
+            yield run
+            assert run.alive(), f"the cluster stopped during the tests:\n{run.log()}"
+
+    return cluster
+
+
+def module_through(timeout_s: float) -> Callable[..., AsyncIterator[Through]]:
+    """A `through` fixture: a client of the module's cluster, through its balancer."""
+
+    @pytest.fixture(scope="module")
+    async def through(cluster: ClusterRun) -> AsyncIterator[Through]:
+        async with aiohttp.ClientSession(
+            base_url=cluster.url, timeout=aiohttp.ClientTimeout(total=timeout_s)
+        ) as http:
+            yield Through(http)
+
+    return through
 
 
 def port_open(port: int) -> bool:

@@ -12,7 +12,6 @@ import hashlib
 import random
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
@@ -21,8 +20,9 @@ from tests.cluster.support import (
     ClusterRun,
     Through,
     make_video,
+    module_cluster,
+    module_through,
     port_open,
-    running_cluster,
     status_of,
     wait_for,
 )
@@ -30,11 +30,7 @@ from tests.cluster.support import (
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterRun]:
-    with running_cluster(tmp_path_factory.mktemp("cluster")) as run:
-        yield run
-        assert run.alive(), f"the cluster stopped during the tests:\n{run.log()}"
+cluster = module_cluster("cluster")
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +40,7 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return make_video(tmp_path_factory.mktemp("video") / "noise.mp4", 5, noisy=True)
 
 
-@pytest.fixture(scope="module")
-async def through(cluster: ClusterRun) -> AsyncIterator[Through]:
-    async with aiohttp.ClientSession(
-        base_url=cluster.url, timeout=aiohttp.ClientTimeout(total=60)
-    ) as http:
-        yield Through(http)
+through = module_through(timeout_s=60)
 
 
 @pytest.fixture(scope="module")

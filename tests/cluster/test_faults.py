@@ -8,7 +8,6 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
@@ -18,7 +17,8 @@ from tests.cluster.support import (
     ClusterRun,
     Through,
     make_video,
-    running_cluster,
+    module_cluster,
+    module_through,
     status_of,
     wait_for,
 )
@@ -28,11 +28,7 @@ pytestmark = pytest.mark.slow
 REDIS_DOWN_S = 10.0
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterRun]:
-    with running_cluster(tmp_path_factory.mktemp("faults")) as run:
-        yield run
-        assert run.alive(), f"the cluster stopped during the tests:\n{run.log()}"
+cluster = module_cluster("faults")
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +36,7 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return make_video(tmp_path_factory.mktemp("video") / "bars.mp4", 2, noisy=False)
 
 
-@pytest.fixture(scope="module")
-async def through(cluster: ClusterRun) -> AsyncIterator[Through]:
-    async with aiohttp.ClientSession(
-        base_url=cluster.url, timeout=aiohttp.ClientTimeout(total=30)
-    ) as http:
-        yield Through(http)
+through = module_through(timeout_s=30)
 
 
 @pytest.fixture(scope="module")
