@@ -117,32 +117,18 @@ _UNREACHABLE = (
 
 
 def _unavailable(request_id: str) -> web.Response:
-    return problem_response(
-        503,
-        {
-            "type": "https://reelgate.dev/problems/service_unavailable",
-            "title": "Service Unavailable",
-            "status": 503,
-            "detail": "A service this request needs is unreachable; try again shortly.",
-            "code": "service_unavailable",
-            "request_id": request_id,
-        },
-        {"Retry-After": "5"},
-    )
+    return Problem(
+        503, "service_unavailable",
+        "A service this request needs is unreachable; try again shortly.",
+        headers={"Retry-After": "5"}, request_id=request_id,
+    ).response()  # fmt: skip
 
 
 def _internal_error(request_id: str) -> web.Response:
-    return problem_response(
-        500,
-        {
-            "type": "https://reelgate.dev/problems/internal_error",
-            "title": "Internal Server Error",
-            "status": 500,
-            "detail": "An unexpected error occurred; it has been logged.",
-            "code": "internal_error",
-            "request_id": request_id,
-        },
-    )
+    return Problem(
+        500, "internal_error", "An unexpected error occurred; it has been logged.",
+        request_id=request_id,
+    ).response()  # fmt: skip
 
 
 def dependency_unreachable(exc: BaseException) -> bool:
