@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from reelgate import metrics
 from reelgate.logs import install_redaction
 from reelgate.openapi import docs_routes
-from reelgate.problems import Problem, problem_response, validation_failed
+from reelgate.problems import Problem, validation_failed
 
 install_redaction()
 log = logging.getLogger("reelgate.access")
@@ -74,15 +74,10 @@ def _http_exception_problem(exc: web.HTTPException) -> web.Response:
         413: "payload_too_large",
         415: "unsupported_media_type",
     }
-    body = {
-        "type": f"https://reelgate.dev/problems/{codes.get(exc.status, 'http_error')}",
-        "title": exc.reason,
-        "status": exc.status,
-        "detail": exc.reason if exc.status != 413 else "The request body is too large.",
-        "code": codes.get(exc.status, "http_error"),
-    }
+    detail = exc.reason if exc.status != 413 else "The request body is too large."
     headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-    return problem_response(exc.status, body, headers)
+    code = codes.get(exc.status, "http_error")
+    return Problem(exc.status, code, detail, title=exc.reason, headers=headers).response()
 
 
 # (service, route, method, status) -> (request counter child, duration histogram child).
